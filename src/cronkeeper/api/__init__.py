@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): a thin adapter over `cronkeeper.service`."""

@@ -1,0 +1,67 @@
+"""`create_app`: the FastAPI application over a service `Context`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from starlette.responses import JSONResponse
+
+from cronkeeper import __version__
+from cronkeeper.api import problems
+from cronkeeper.api.routes import audit, jobs, ops
+from cronkeeper.domain.ratelimit import TokenBuckets
+from cronkeeper.service.context import Context
+from cronkeeper.service.schemas import TARGET_MODELS, JobIn, target_json_schema
+
+log = logging.getLogger("cronkeeper.api")
+
+
+def create_app(ctx: Context, *, auth_failures_per_minute: int = 20) -> FastAPI:
+    """The API application; `ctx` carries the database, clock and public URL."""
+    app = FastAPI(
+        title="Cronkeeper",
+        version=__version__,
+        description="Cron runtime and run ledger. Authenticate with `Authorization: Bearer <key>`.",
+    )
+    app.state.context = ctx
+    app.state.auth_failures = TokenBuckets(
+        capacity=auth_failures_per_minute, per_second=auth_failures_per_minute / 60
+    )
+    problems.install(app)
+    for module in (ops, jobs, audit):
+        app.include_router(module.router)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problems.problem(
+            500, "/problems/internal", "Internal error", "an unexpected error occurred; see logs"
+        )
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus the body models routes read themselves (JobIn, JobPatch)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    models: list[type[BaseModel]] = [JobIn, *TARGET_MODELS.values()]
+    for model in models:
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model_schema.pop("$defs", {}))
+        components[model.__name__] = model_schema
+    job_in = components["JobIn"]
+    job_in["properties"]["target"] = target_json_schema("#/components/schemas/{model}")
+    patch = {k: v for k, v in components["JobIn"].items() if k != "required"}
+    components["JobPatch"] = {**patch, "title": "JobPatch", "minProperties": 0}
+    app.openapi_schema = schema
+    return schema

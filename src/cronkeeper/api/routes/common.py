@@ -1,0 +1,28 @@
+"""Pieces every route module shares: documented error responses, request bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cronkeeper.api.problems import MEDIA_TYPE
+from cronkeeper.api.schemas import Problem
+
+_PROBLEM = {"model": Problem, "content": {MEDIA_TYPE: {}}}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problem statuses a route can answer with."""
+    base = (401, 403, 422, 429)
+    return {status: {**_PROBLEM, "description": "Problem"} for status in (*base, *statuses)}
+
+
+def json_body(schema_name: str) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body itself (to audit bad bodies)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+            },
+        }
+    }

@@ -1,0 +1,39 @@
+"""Projects: lookup with access checks, and the first-start bootstrap."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from cronkeeper.domain.jobs import SLUG_RULE, is_valid_slug
+from cronkeeper.domain.models import Actor, Project
+from cronkeeper.errors import FieldError, Forbidden, InvalidInput, NotFound
+from cronkeeper.store import projects as project_store
+from cronkeeper.store.engine import Connection
+
+DEFAULT_PROJECT = "default"
+
+
+async def require_project(conn: Connection, actor: Actor, slug: str) -> Project:
+    """The project, if it exists and the actor may act in it; NotFound / Forbidden if not."""
+    if not actor.may_act_in(slug):
+        raise Forbidden(f"this key belongs to project {actor.project_slug!r}, not {slug!r}")
+    project = await project_store.get_project(conn, slug)
+    if project is None:
+        raise NotFound("project", slug)
+    return project
+
+
+async def ensure_project(conn: Connection, slug: str, now: datetime) -> Project:
+    """The project with this slug, created if missing (local commands and bootstrap)."""
+    if not is_valid_slug(slug):
+        raise InvalidInput(FieldError("project", f"must be {SLUG_RULE}"))
+    project = await project_store.get_project(conn, slug)
+    if project is None:
+        project = await project_store.insert_project(conn, slug, slug, new_ping_key(), now)
+    return project
+
+
+def new_ping_key() -> str:
+    """An unguessable per-project key for slug-based ping URLs."""
+    return secrets.token_urlsafe(16)

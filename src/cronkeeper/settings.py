@@ -1,0 +1,59 @@
+"""Process settings, read from flags or `CRONKEEPER_*` environment variables.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["all", "api", "scheduler", "worker"]
+
+
+def normalise_db_url(url: str) -> str:
+    """Turn the URLs users type into SQLAlchemy async URLs.
+
+    `./x.db`, `sqlite:///x.db` → aiosqlite; `postgresql://…`/`postgres://…` → asyncpg.
+    """
+    if "://" not in url:
+        return f"sqlite+aiosqlite:///{url}"
+    scheme, rest = url.split("://", 1)
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    return url
+
+
+class Settings(BaseSettings):
+    """Everything a `cronkeeper` process can be told; flags override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CRONKEEPER_", extra="ignore")
+
+    db: str = Field(default="./cronkeeper.db", description="SQLite path or database URL")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    role: Role = "all"
+    app: str | None = None
+    public_url: str | None = Field(
+        default=None, description="Base URL users reach this server at (ping URLs, links)"
+    )
+    allow_private: str = Field(
+        default="",
+        description="'1' to allow private/loopback HTTP targets, or a comma-separated CIDR list",
+    )
+    auth_failures_per_minute: int = Field(default=20, ge=1)
+    url: str = Field(default="http://127.0.0.1:8080", description="Server URL for client commands")
+    api_key: str | None = None
+
+    @field_validator("db")
+    @classmethod
+    def _normalise_db(cls, value: str) -> str:
+        return normalise_db_url(value)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

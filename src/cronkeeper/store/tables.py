@@ -1,0 +1,306 @@
+"""Every table of the ledger (DESIGN §2), with one naming convention; Alembic's target.
+
+Indexes worth knowing:
+- `uq_runs_job_id_scheduled_for` makes a slot a run at most once (exactly-once firing);
+- `ix_runs_job_page` / `ix_runs_project_page` serve keyset pagination of run history;
+- `ix_runs_queued` (partial: status = 'queued') is what workers claim from;
+- `ix_runs_running_lease` (partial: status = 'running') finds runs whose node died;
+- `ix_jobs_next_fire` / `ix_jobs_deadline` (partial: active jobs) drive scheduler and monitor.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+
+from cronkeeper.store.types import JSONType, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ACTIVE = text("status = 'active'")
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("retention_days", Integer, nullable=False, server_default="30"),
+    Column("ping_key", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("slug", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("schedule", String(200)),
+    Column("timezone", String(64), nullable=False),
+    Column("spec", JSONType, nullable=False),  # the whole JobSpec body, secrets in clear
+    Column("queue", String(64), nullable=False, server_default="default"),
+    Column("monitor_state", String(16), nullable=False, server_default="new"),
+    Column("ping_uuid", Uuid, unique=True),
+    Column("next_fire_at", UTCDateTime),  # the scheduler's due-time index
+    Column("deadline_at", UTCDateTime),  # the monitor's next check
+    Column("last_run_id", Uuid),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("project_id", "slug"),
+    Index("ix_jobs_next_fire", "next_fire_at", sqlite_where=ACTIVE, postgresql_where=ACTIVE),
+    Index("ix_jobs_deadline", "deadline_at", sqlite_where=ACTIVE, postgresql_where=ACTIVE),
+    Index("ix_jobs_project_kind_status", "project_id", "kind", "status"),
+)
+
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Index("ix_job_tags_tag", "tag"),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("roles", String(64), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Uuid, primary_key=True),  # UUIDv7: sorts by creation time
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("scheduled_for", UTCDateTime),
+    Column("queue", String(64), nullable=False, server_default="default"),
+    Column("not_before", UTCDateTime),  # a retry waits until then
+    Column("queued_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("duration_ms", BigInteger),
+    Column("drift_ms", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False, server_default="1"),
+    Column("failure_reason", String(32)),
+    Column("error", Text),
+    Column("payload", JSONType),
+    Column("trace_id", String(32)),
+    Column("replay_of", Uuid),
+    Column("node", String(64)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("ping_rid", String(64)),
+    Column("during_outage", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("job_id", "scheduled_for"),
+    Index("ix_runs_job_page", "job_id", "created_at", "id"),
+    Index("ix_runs_job_scheduled_page", "job_id", "scheduled_for", "id"),
+    Index("ix_runs_project_page", "project_id", "created_at", "id"),
+    Index("ix_runs_project_scheduled_page", "project_id", "scheduled_for", "id"),
+    Index(
+        "ix_runs_queued",
+        "queue",
+        "not_before",
+        "created_at",
+        sqlite_where=text("status = 'queued'"),
+        postgresql_where=text("status = 'queued'"),
+    ),
+    Index(
+        "ix_runs_running_lease",
+        "lease_expires_at",
+        sqlite_where=text("status = 'running'"),
+        postgresql_where=text("status = 'running'"),
+    ),
+    Index("ix_runs_created_at", "created_at"),  # retention prunes oldest first
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("failure_reason", String(32)),
+    Column("status_code", Integer),
+    Column("exit_code", Integer),
+    Column("latency_ms", BigInteger),
+    Column("body_preview", Text),
+    Column("response_headers", JSONType),
+    Column("error_class", String(200)),
+    Column("error", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("run_id", "number"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("sequence_num", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("message", Text),
+    Column("data", JSONType),
+    UniqueConstraint("run_id", "sequence_num"),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_reason", String(32)),
+    Column("error", Text),
+    Column("output", JSONType),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("duration_ms", BigInteger),
+    UniqueConstraint("run_id", "name"),
+)
+
+flips = Table(
+    "flips",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("old_state", String(16), nullable=False),
+    Column("new_state", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("run_id", Uuid),
+    Column("created_at", UTCDateTime, nullable=False),  # back-dated to the exact deadline
+    Column("processed_at", UTCDateTime),  # set when the notifier has taken it
+    Index("ix_flips_job_created", "job_id", "created_at"),
+    Index(
+        "ix_flips_unprocessed",
+        "created_at",
+        sqlite_where=text("processed_at IS NULL"),
+        postgresql_where=text("processed_at IS NULL"),
+    ),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("config", JSONType, nullable=False),
+    Column("is_default", Boolean, nullable=False, server_default="0"),
+    Column("disabled_reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("flip_id", ForeignKey("flips.id", ondelete="CASCADE")),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("latency_ms", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime),
+    Index("ix_notifications_channel_created", "channel_id", "created_at"),
+    Index(
+        "ix_notifications_pending",
+        "next_attempt_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("project_id", ForeignKey("projects.id", ondelete="SET NULL")),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("ip", String(64)),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("diff", JSONType, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    Index("ix_audit_log_project_at", "project_id", "at", "id"),
+)

@@ -7,25 +7,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["all", "api", "scheduler", "worker"]
-
-
-def normalise_db_url(url: str) -> str:
-    """Turn the URLs users type into SQLAlchemy async URLs.
-
-    `./x.db`, `sqlite:///x.db` → aiosqlite; `postgresql://…`/`postgres://…` → asyncpg.
-    """
-    if "://" not in url:
-        return f"sqlite+aiosqlite:///{url}"
-    scheme, rest = url.split("://", 1)
-    if scheme == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    if scheme in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
-    return url
 
 
 class Settings(BaseSettings):
@@ -48,11 +33,6 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     url: str = Field(default="http://127.0.0.1:8080", description="Server URL for client commands")
     api_key: str | None = None
-
-    @field_validator("db")
-    @classmethod
-    def _normalise_db(cls, value: str) -> str:
-        return normalise_db_url(value)
 
     @property
     def base_url(self) -> str:

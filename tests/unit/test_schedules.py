@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from cronkeeper.domain.schedules import (
     Schedule,
     ScheduleError,
+    ScheduleKind,
     parse_schedule,
     parse_timezone,
 )
@@ -24,11 +26,15 @@ UTC_ZONE = ZoneInfo("UTC")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
-def fires(expression: str, after: datetime, tz: ZoneInfo = UTC_ZONE, count: int = 1) -> list[datetime]:
+def fires(
+    expression: str, after: datetime, tz: ZoneInfo = UTC_ZONE, count: int = 1
+) -> list[datetime]:
     return parse_schedule(expression).next_fires(after, tz, count)
 
 
@@ -53,9 +59,9 @@ def fires(expression: str, after: datetime, tz: ZoneInfo = UTC_ZONE, count: int 
     ],
 )
 def test_parse_schedule_recognises_each_kind_and_normalises_the_text(
-    typed: str | None, expression: str, kind: str
+    typed: str | None, expression: str, kind: ScheduleKind
 ) -> None:
-    assert parse_schedule(typed) == Schedule(expression, kind)  # type: ignore[arg-type]
+    assert parse_schedule(typed) == Schedule(expression, kind)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +69,7 @@ def test_parse_schedule_recognises_each_kind_and_normalises_the_text(
     [
         ("61 * * * *", "'61 * * * *': minute field: 61 is out of range 0-59"),
         ("0 24 * * *", "'0 24 * * *': hour field: 24 is out of range 0-23"),
+        ("0 0 1 13 *", "'0 0 1 13 *': month field: 13 is out of range 1-12"),
         ("0 0 30 2 *", "'0 0 30 2 *': day-of-month field: day 30 never occurs in the months given"),
         ("0 9 15W * *", "W works only as LW"),
         ("0 0 * * MON#6", "day-of-week field: 'MON#6' is not valid"),
@@ -105,10 +112,20 @@ def test_parse_timezone_returns_iana_zones(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "Mars/Olympus", "utc", "../etc", "/etc/localtime", "Europe", "zone.tab", "a\x00b", "a" * 5000],
+    [
+        "",
+        "Mars/Olympus",
+        "utc",
+        "../etc",
+        "/etc/localtime",
+        "Europe",
+        "zone.tab",
+        "a\x00b",
+        "a" * 5000,
+    ],
 )
 def test_parse_timezone_rejects_unknown_zones(name: str) -> None:
-    with pytest.raises(ScheduleError, match="^unknown time zone '"):
+    with pytest.raises(ScheduleError, match=r"^unknown time zone "):
         parse_timezone(name)
 
 
@@ -232,7 +249,7 @@ def test_results_are_in_utc_whatever_the_zone_of_after() -> None:
 
 def test_naive_after_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        parse_schedule("@daily").next_fire(datetime(2026, 1, 1), UTC_ZONE)  # noqa: DTZ001
+        parse_schedule("@daily").next_fire(datetime(2026, 1, 1), UTC_ZONE)
 
 
 def test_next_fires_with_zero_count_is_empty() -> None:
@@ -317,7 +334,7 @@ def test_every_quarter_hour_follows_real_time_across_dst_changes(
     start = day.replace(tzinfo=tz).astimezone(UTC)
     end = (day + timedelta(days=1)).replace(tzinfo=tz).astimezone(UTC)
     day_fires = [f for f in fires("*/15 * * * *", start, tz, count=110) if f < end]
-    gaps = {later - earlier for earlier, later in zip(day_fires, day_fires[1:], strict=False)}
+    gaps = {later - earlier for earlier, later in pairwise(day_fires)}
     assert gaps == {timedelta(minutes=15)}
     assert len(day_fires) == (end - start) // timedelta(minutes=15) - 1
 
@@ -439,7 +456,7 @@ def explained_by(expression: str, fire: datetime, tz: ZoneInfo) -> bool:
     return any(matches(expression, gap_start + timedelta(minutes=m)) for m in swallowed)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(expression=cron_expressions(), after=AFTERS, tz=ZONES)
 def test_cron_fires_are_increasing_later_than_after_and_match_the_expression(
     expression: str, after: datetime, tz: ZoneInfo
@@ -447,9 +464,9 @@ def test_cron_fires_are_increasing_later_than_after_and_match_the_expression(
     try:
         schedule = parse_schedule(expression)
     except ScheduleError:
-        assume(False)  # e.g. day 31 in a month list without 31-day months
-        raise
+        reject()  # e.g. day 31 with only 30-day months and a '*' weekday
     assert schedule.kind == "cron"
+    assert schedule.describe()
     result = schedule.next_fires(after, tz, 5)
     assert result
     assert all(fire.tzinfo is UTC and fire.microsecond == 0 for fire in result)
@@ -468,15 +485,13 @@ def test_interval_fires_are_epoch_multiples_one_interval_apart(
     assert len(result) == 5
     assert all((fire - EPOCH) % interval == timedelta(0) for fire in result)
     assert after < result[0] <= after + interval
-    assert [later - earlier for earlier, later in zip(result, result[1:], strict=False)] == [
-        interval
-    ] * 4
+    assert [later - earlier for earlier, later in pairwise(result)] == [interval] * 4
 
 
 CRONISH = st.text(alphabet=" 0123456789*/,-#?@LWMONJANFRIdailyevrsmh:~.\n\t\x00é", max_size=40)
 
 
-@settings(max_examples=5000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(text=st.one_of(st.text(max_size=60), CRONISH))
 def test_parse_schedule_raises_only_schedule_error_on_any_text(text: str) -> None:
     try:

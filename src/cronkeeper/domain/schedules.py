@@ -76,13 +76,13 @@ _UNITS = {  # largest first
     "s": (1, "second"),
 }
 _CRON_FIELDS = ("second", "minute", "hour", "day-of-month", "month", "day-of-week")
-_CRON_ALLOWED = {
-    "second": "0-59",
-    "minute": "0-59",
-    "hour": "0-23",
-    "day-of-month": "1-31, L or LW",
-    "month": "1-12 or JAN-DEC",
-    "day-of-week": "0-7 or SUN-SAT, with n#k or nL",
+_CRON_ALLOWED = {  # field: (numeric range, everything accepted)
+    "second": ("0-59", "0-59"),
+    "minute": ("0-59", "0-59"),
+    "hour": ("0-23", "0-23"),
+    "day-of-month": ("1-31", "1-31, L or LW"),
+    "month": ("1-12", "1-12 or JAN-DEC"),
+    "day-of-week": ("0-7", "0-7 or SUN-SAT, with n#k or nL"),
 }
 
 
@@ -220,11 +220,11 @@ def _cron_message(cron: str, error: Exception) -> str:
 
 
 def _field_problem(name: str, value: str) -> str:
-    allowed = _CRON_ALLOWED[name]
+    numeric, allowed = _CRON_ALLOWED[name]
     if value.isascii() and value.isdigit():
         if name == "day-of-month" and 1 <= int(value) <= 31:
             return f"day {value} never occurs in the months given"
-        return f"{value} is out of range {allowed.split(',')[0]}"
+        return f"{value} is out of range {numeric}"
     if name == "day-of-month" and value.upper().endswith("W"):
         return f"{value!r} is not supported; W works only as LW (last weekday of the month)"
     return f"{value!r} is not valid (allowed: {allowed})"

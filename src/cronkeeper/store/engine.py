@@ -69,8 +69,24 @@ class Database:
         await self.engine.dispose()
 
 
+def normalise_db_url(url: str) -> str:
+    """Turn the URLs users type into SQLAlchemy async URLs.
+
+    `./x.db`, `sqlite:///x.db` → aiosqlite; `postgresql://…`/`postgres://…` → asyncpg.
+    """
+    if "://" not in url:
+        return f"sqlite+aiosqlite:///{url}"
+    scheme, rest = url.split("://", 1)
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    return url
+
+
 def create_database(url: str, *, echo: bool = False) -> Database:
-    """A `Database` for an async SQLAlchemy URL (`sqlite+aiosqlite://…`, `postgresql+asyncpg://…`)."""
+    """A `Database` for a path or URL as users type it (see `normalise_db_url`)."""
+    url = normalise_db_url(url)
     options: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 30}

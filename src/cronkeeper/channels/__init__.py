@@ -1,0 +1,1 @@
+"""Alert channels: deliver one notification and report; they never write rows."""

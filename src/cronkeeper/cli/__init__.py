@@ -1,0 +1,1 @@
+"""The `cronkeeper` command (Typer): parse → service or API call → render."""

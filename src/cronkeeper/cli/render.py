@@ -1,0 +1,124 @@
+"""Rendering for the CLI (Rich). No logic: tables, cards and JSON out of ready data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Piped output (grep, files) gets wide lines instead of an 80-column wrap.
+_WIDTH = None if sys.stdout.isatty() else 200
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+
+
+def print_json(value: Any) -> None:
+    """Exactly the API envelope, for jq."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def error_line(message: str) -> None:
+    """One line on stderr; never a traceback."""
+    first = " ".join(str(message).split())
+    err.print(f"error: {first}", markup=False)
+
+
+def when(value: str | None) -> str:
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> None:
+    if not jobs:
+        out.print("No jobs yet. Create one with: cronkeeper jobs create --slug … --schedule …")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("SLUG", "KIND", "STATUS", "STATE", "SCHEDULE", "NEXT FIRE (UTC)", "LAST RUN"):
+        table.add_column(column)
+    for job in jobs:
+        last = job.get("last_run") or {}
+        table.add_row(
+            job["slug"],
+            job["kind"],
+            job["status"],
+            job["monitor_state"],
+            job.get("schedule") or "manual",
+            when(job["next_fires"][0]) if job.get("next_fires") else "-",
+            last.get("status", "-"),
+        )
+    out.print(table)
+
+
+def job_card(job: dict[str, Any]) -> None:
+    rows: list[tuple[str, Any]] = [
+        ("slug", job["slug"]),
+        ("name", job.get("name") or "-"),
+        ("kind", job["kind"]),
+        ("status", f"{job['status']} ({job['monitor_state']})"),
+        ("schedule", f"{job.get('schedule') or 'manual'} — {job['schedule_description']}"),
+        ("timezone", job["timezone"]),
+        ("next fires", ", ".join(when(t) for t in job.get("next_fires", [])) or "-"),
+        ("timeout", f"{job['timeout']}s"),
+        ("retry", json.dumps(job["retry"])),
+        ("overlap", f"{job['overlap']} (concurrency {job['concurrency']})"),
+        ("catch-up", job["catch_up"]),
+        ("tags", ", ".join(job.get("tags", [])) or "-"),
+        ("target", json.dumps(job.get("target"), indent=None)),
+    ]
+    if job.get("ping_url"):
+        rows.append(("ping url", job["ping_url"]))
+    if job.get("description"):
+        rows.append(("description", job["description"]))
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in rows:
+        table.add_row(label, str(value))
+    out.print(table)
+
+
+def keys_table(keys: list[dict[str, Any]]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("PREFIX", "NAME", "PROJECT", "ROLE", "CREATED", "LAST USED", "REVOKED"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(
+            key["prefix"],
+            key["name"],
+            key["project"],
+            key["role"],
+            when(key["created_at"]),
+            when(key["last_used_at"]),
+            when(key["revoked_at"]),
+        )
+    out.print(table)
+
+
+def audit_table(entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        out.print("No audit entries match.")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("AT", "ACTOR", "IP", "ACTION", "TARGET", "OUTCOME", "CHANGES"):
+        table.add_column(column)
+    for entry in entries:
+        changes = entry.get("detail") or ", ".join(sorted(entry.get("diff", {}))) or "-"
+        table.add_row(
+            when(entry["at"]),
+            entry["actor"],
+            entry.get("ip") or "-",
+            entry["action"],
+            entry["target"],
+            entry["outcome"],
+            changes,
+        )
+    out.print(table)

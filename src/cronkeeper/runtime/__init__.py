@@ -1,0 +1,1 @@
+"""Long-running asyncio loops (scheduler, workers, monitor, notifier, retention)."""

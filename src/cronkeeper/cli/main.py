@@ -176,7 +176,7 @@ def _usage_error(error: typer.TyperException) -> int:
     if type(error).__name__ == "NoArgsIsHelpError":
         render.err.print(message, markup=False)
     else:
-        render.error_line(message)
+        render.error_line(message.replace("Value error, ", ""))
     return int(getattr(error, "exit_code", 2))
 
 
@@ -189,8 +189,8 @@ def _main(argv: list[str]) -> int:
     try:
         result = app(args=argv, prog_name="cronkeeper", standalone_mode=False)
     except typer.Abort:
-        render.error_line("aborted")
-        return 130
+        render.error_line("aborted; nothing was changed")
+        return 1
     except typer.Exit as error:
         return int(error.exit_code)
     except typer.TyperException as error:

@@ -24,7 +24,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise DurationError("expected a number of seconds or a string such as '30s'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond float range, e.g. 10**400 from JSON
+            raise DurationError("must be at most 366 days") from None
     elif isinstance(value, str):
         seconds = _parse_text(value.strip().lower())
     else:
@@ -50,8 +53,8 @@ def _parse_text(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """Short human form: `250ms`, `45s`, `5m`, `1h30m`, `2d3h`."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
+    if (millis := round(seconds * 1000)) < 1000:  # 0.9996 reads "1s", not "1000ms"
+        return f"{millis}ms"
     whole = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

@@ -25,9 +25,8 @@ def mask_url(url: str) -> str:
         return url
     if parts.password is None:
         return url
-    netloc = f"{parts.username or ''}:{MASK}@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    host_and_port = parts.netloc.rpartition("@")[2]  # keeps [IPv6] brackets and the port
+    netloc = f"{parts.username or ''}:{MASK}@{host_and_port}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -68,4 +67,17 @@ def unmask_target(new: dict[str, Any] | None, old: dict[str, Any] | None) -> dic
             }
     if restored.get("url") == mask_url(str(old.get("url", ""))) and "url" in old:
         restored["url"] = old["url"]
+    if isinstance(restored.get("steps"), list) and isinstance(old.get("steps"), list):
+        restored["steps"] = _unmask_steps(restored["steps"], old["steps"])
     return restored
+
+
+def _unmask_steps(new: list[Any], old: list[Any]) -> list[Any]:
+    """Workflow steps, matched by name, get their stored secrets back the same way."""
+    old_targets = {step.get("name"): step.get("target") for step in old if isinstance(step, dict)}
+    return [
+        {**step, "target": unmask_target(step.get("target"), old_targets.get(step.get("name")))}
+        if isinstance(step, dict) and isinstance(step.get("target"), dict)
+        else step
+        for step in new
+    ]

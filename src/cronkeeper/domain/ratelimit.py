@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Float slack: a caller that waits exactly the returned time must get its token.
+_SLACK = 1e-6
+
 
 @dataclass
 class TokenBuckets:
@@ -21,7 +24,7 @@ class TokenBuckets:
         """Spend a token for `key`. Returns 0 if allowed, else seconds until one is free."""
         tokens, last = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - last) * self.per_second)
-        if tokens < 1:
+        if tokens < 1 - _SLACK:
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.per_second
         if len(self._buckets) >= self.max_keys and key not in self._buckets:
@@ -33,4 +36,4 @@ class TokenBuckets:
         """Seconds until `key` may act again, without spending a token."""
         tokens, last = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - last) * self.per_second)
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.per_second
+        return 0.0 if tokens >= 1 - _SLACK else (1 - tokens) / self.per_second

@@ -97,7 +97,7 @@ class AuditOutcome(StrEnum):
 ACTIVE_RUN_STATES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUSPENDED})
 TERMINAL_RUN_STATES = frozenset(set(RunStatus) - ACTIVE_RUN_STATES)
 
-#: The only moves a run may make. `queued → queued` is a retry re-queue after a failed attempt.
+#: The only moves a run may make. `running → queued` re-queues a run for its next attempt.
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset(
         {RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.SKIPPED, RunStatus.MISSED}

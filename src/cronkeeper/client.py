@@ -104,6 +104,43 @@ class Client:
     async def resume_job(self, slug: str) -> JSON:
         return await self._data("POST", self._project_path(f"/jobs/{slug}/resume"))
 
+    async def trigger_job(self, slug: str, payload: Any = None) -> JSON:
+        """Queue a run of the job now; `payload` reaches the run."""
+        body = None if payload is None else {"payload": payload}
+        return await self._data("POST", self._project_path(f"/jobs/{slug}/trigger"), json=body)
+
+    async def list_runs(self, slug: str | None = None, **filters: Any) -> JSON:
+        """One page of runs of a job (or of the project): `{"items", "next_cursor"}`.
+
+        Filters: status, source, job, from, to, sort, order, limit, cursor.
+        """
+        path = f"/jobs/{slug}/runs" if slug else "/runs"
+        return await self._data("GET", self._project_path(path), params=filters)
+
+    async def iter_runs(self, slug: str | None = None, **filters: Any) -> AsyncIterator[JSON]:
+        """Every run matching the filters, following cursors."""
+        path = self._project_path(f"/jobs/{slug}/runs" if slug else "/runs")
+        async for item in self._iterate(path, filters):
+            yield item
+
+    async def get_run(self, run_id: str) -> JSON:
+        """A run with its attempts."""
+        return await self._data("GET", self._project_path(f"/runs/{run_id}"))
+
+    async def list_events(self, run_id: str, after: int = 0) -> list[JSON]:
+        """A run's events in order."""
+        page = await self._data(
+            "GET", self._project_path(f"/runs/{run_id}/events"), params={"after": after}
+        )
+        items: list[JSON] = page["items"]
+        return items
+
+    async def replay_run(self, run_id: str) -> JSON:
+        return await self._data("POST", self._project_path(f"/runs/{run_id}/replay"))
+
+    async def cancel_run(self, run_id: str) -> JSON:
+        return await self._data("POST", self._project_path(f"/runs/{run_id}/cancel"))
+
     async def list_audit(self, **filters: Any) -> JSON:
         """One page of audit entries (filters: action, outcome, from, to, limit, cursor)."""
         return await self._data("GET", self._project_path("/audit"), params=filters)

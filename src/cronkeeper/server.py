@@ -1,46 +1,111 @@
-"""The composition root of `cronkeeper serve`: ledger, first-start bootstrap, HTTP server.
+"""The composition root of `cronkeeper serve`: ledger, bootstrap, executors, runtime loops
+and the HTTP server, started and stopped together.
 
-The runtime loops (scheduler, workers, monitor, notifier) join here as they land.
+Signals: SIGINT/SIGTERM stop the HTTP server (in-flight requests finish), stop the
+scheduler, and let workers drain in-flight runs (bounded); the process then exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import uvicorn
 
 from cronkeeper import __version__
 from cronkeeper.api.app import create_app
+from cronkeeper.domain.outcomes import Executor
+from cronkeeper.domain.ssrf import SsrfPolicy
+from cronkeeper.executors.command import CommandExecutor
+from cronkeeper.executors.http import HttpExecutor
+from cronkeeper.executors.python import PythonExecutor
+from cronkeeper.runtime.supervisor import Supervisor
+from cronkeeper.service.context import Context
 from cronkeeper.service.keys import bootstrap
 from cronkeeper.service.setup import open_context
-from cronkeeper.settings import Settings
+from cronkeeper.settings import Settings, process_environment
 
 log = logging.getLogger("cronkeeper.server")
+USER_AGENT = f"Cronkeeper/{__version__} (cron runtime; +https://github.com/cronkeeper)"
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: the supervisor owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
-    """Migrate, bootstrap, then serve HTTP until SIGINT/SIGTERM (uvicorn drains requests)."""
+    """Migrate, bootstrap, start the loops of `settings.role` and the API; run until a signal."""
+    policy = SsrfPolicy.from_settings_values(
+        settings.allow_private, settings.deny_hosts, settings.deny_ips
+    )
     if settings.app:
         importlib.import_module(settings.app)
     ctx = await open_context(settings.db, base_url=settings.base_url)
     try:
         first_key = await bootstrap(ctx)
         announce(_banner(settings, ctx.db.features.name, first_key))
+        async with _executors(ctx, policy) as executors:
+            await _run_until_signal(ctx, settings, executors)
+    finally:
+        await ctx.db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _executors(ctx: Context, policy: SsrfPolicy) -> AsyncIterator[dict[str, Executor]]:
+    async with HttpExecutor(policy, user_agent=USER_AGENT) as http:
+        yield {
+            "http": http,
+            "command": CommandExecutor(process_environment()),
+            "python": PythonExecutor(ctx.clock),
+        }
+
+
+async def _run_until_signal(
+    ctx: Context, settings: Settings, executors: dict[str, Executor]
+) -> None:
+    supervisor = Supervisor(ctx, executors, role=settings.role)
+    server = None
+    if settings.role in ("all", "api"):
         app = create_app(ctx, auth_failures_per_minute=settings.auth_failures_per_minute)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="info", access_log=False
         )
-        await uvicorn.Server(config).serve()
+        server = _Server(config)
+
+    def stop() -> None:
+        supervisor.stop()
+        if server is not None:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    runtime = asyncio.create_task(supervisor.run())
+    try:
+        if server is not None:
+            await server.serve()  # returns after a signal, or if it cannot start
+            supervisor.stop()
+        await runtime
     finally:
-        await ctx.db.dispose()
+        supervisor.stop()
+        await asyncio.gather(runtime, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 def _banner(settings: Settings, dialect: str, first_key: str | None) -> str:
     where = settings.db.split("///", 1)[-1] if dialect == "sqlite" else "(PostgreSQL)"
     lines = [
-        f"Cronkeeper {__version__} on {settings.base_url}  (database: {dialect} {where})",
+        f"Cronkeeper {__version__} on {settings.base_url}  (database: {dialect} {where}, "
+        f"role: {settings.role})",
         f"  API docs: {settings.base_url}/docs   health: {settings.base_url}/healthz",
     ]
     if first_key:

@@ -5,6 +5,7 @@ This is the only module that reads the environment.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
         default="",
         description="'1' to allow private/loopback HTTP targets, or a comma-separated CIDR list",
     )
+    deny_hosts: str = Field(
+        default="", description="Comma-separated host names (or *.suffix) HTTP jobs may not call"
+    )
+    deny_ips: str = Field(
+        default="", description="Comma-separated IPs/CIDRs HTTP jobs may not call"
+    )
     auth_failures_per_minute: int = Field(default=20, ge=1)
     url: str = Field(default="http://127.0.0.1:8080", description="Server URL for client commands")
     api_key: str | None = None
@@ -37,3 +44,8 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def process_environment() -> dict[str, str]:
+    """The environment a child process inherits (commands run by the command executor)."""
+    return dict(os.environ)

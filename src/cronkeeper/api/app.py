@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from cronkeeper import __version__
 from cronkeeper.api import problems
-from cronkeeper.api.routes import audit, jobs, ops
+from cronkeeper.api.routes import audit, jobs, ops, runs
 from cronkeeper.domain.ratelimit import TokenBuckets
 from cronkeeper.service.context import Context
 from cronkeeper.service.schemas import TARGET_MODELS, JobIn, target_json_schema
@@ -32,7 +32,7 @@ def create_app(ctx: Context, *, auth_failures_per_minute: int = 20) -> FastAPI:
         capacity=auth_failures_per_minute, per_second=auth_failures_per_minute / 60
     )
     problems.install(app)
-    for module in (ops, jobs, audit):
+    for module in (ops, jobs, runs, audit):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)
@@ -59,6 +59,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(model_schema.pop("$defs", {}))
         components[model.__name__] = model_schema
+    components["TriggerIn"] = {
+        "type": "object",
+        "title": "TriggerIn",
+        "properties": {"payload": {"description": "Any JSON value handed to the run"}},
+        "additionalProperties": False,
+    }
     job_in = components["JobIn"]
     job_in["properties"]["target"] = target_json_schema("#/components/schemas/{model}")
     patch = {k: v for k, v in components["JobIn"].items() if k != "required"}

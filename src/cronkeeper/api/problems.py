@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from cronkeeper.errors import (
     Conflict,
@@ -90,9 +91,29 @@ def _from_validation(error: RequestValidationError) -> JSONResponse:
     return problem(422, "/problems/validation", "Invalid input", detail, errors)
 
 
-def _from_http(error: HTTPException) -> JSONResponse:
+def _from_http(request: Request, error: HTTPException) -> JSONResponse:
     type_, title = _HTTP_TYPES.get(error.status_code, ("about:blank", "Error"))
-    return problem(error.status_code, type_, title, str(error.detail), headers=error.headers)
+    headers = error.headers
+    if error.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    return problem(error.status_code, type_, title, str(error.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette names only the methods of
+    the first route that matched the path, and FastAPI makes one route per method."""
+    scope = {key: value for key, value in request.scope.items() if key != "fastapi"}
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def install(app: FastAPI) -> None:
@@ -106,9 +127,9 @@ def install(app: FastAPI) -> None:
         assert isinstance(error, RequestValidationError)
         return _from_validation(error)
 
-    async def on_http(_request: Request, error: Exception) -> JSONResponse:
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
-        return _from_http(error)
+        return _from_http(request, error)
 
     app.add_exception_handler(CronkeeperError, on_cronkeeper)
     app.add_exception_handler(RequestValidationError, on_validation)

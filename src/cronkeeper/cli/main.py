@@ -161,9 +161,12 @@ def keys_revoke(
 
 
 def _register_client_commands() -> None:
-    from cronkeeper.cli import audit, jobs
+    from cronkeeper.cli import audit, jobs, runs
 
+    jobs.app.command("trigger")(runs.trigger_job)
     app.add_typer(jobs.app, name="jobs")
+    app.command("runs")(runs.runs)
+    app.add_typer(runs.run_app, name="run")
     app.command("audit")(audit.audit)
 
 
@@ -191,6 +194,8 @@ def _main(argv: list[str]) -> int:
     except typer.Abort:
         render.error_line("aborted; nothing was changed")
         return 1
+    except KeyboardInterrupt:
+        return 130
     except typer.Exit as error:
         return int(error.exit_code)
     except typer.TyperException as error:

@@ -122,3 +122,99 @@ def audit_table(entries: list[dict[str, Any]]) -> None:
             changes,
         )
     out.print(table)
+
+
+def duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds = ms / 1000
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _run_row(run: dict[str, Any]) -> list[str]:
+    finished = when(run.get("finished_at")) if run.get("finished_at") else run["status"]
+    return [
+        run["status"],
+        run["source"],
+        f"{run['attempts']}/{run['max_attempts']}",
+        when(run.get("scheduled_for")),
+        when(run.get("started_at")),
+        finished,
+        duration(run.get("duration_ms")),
+        duration(run.get("drift_ms")),
+        run.get("failure_reason") or "-",
+    ]
+
+
+RUN_COLUMNS = (
+    "RUN",
+    "STATUS",
+    "TRIGGERED BY",
+    "ATTEMPT",
+    "SCHEDULED FOR",
+    "STARTED",
+    "FINISHED",
+    "DURATION",
+    "DRIFT",
+    "FAILURE",
+)
+
+
+def runs_table(runs: list[dict[str, Any]], *, header: bool = True) -> None:
+    if not runs and header:
+        out.print("No runs match.")
+        return
+    table = Table(show_edge=False, header_style="bold", show_header=header)
+    for column in RUN_COLUMNS:
+        table.add_column(column, no_wrap=True)
+    for run in runs:
+        table.add_row(*_run_row(run))
+    out.print(table)
+
+
+def run_card(run: dict[str, Any]) -> None:
+    """A bordered card: the run's fields, failure reason with its explanation, error, payload."""
+    from rich.panel import Panel
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, value in zip(RUN_COLUMNS, _run_row(run), strict=True):
+        grid.add_row(label.lower(), value)
+    if run.get("failure_reason"):
+        grid.add_row("why", run.get("failure_explanation") or "")
+    if run.get("error"):
+        grid.add_row("error", run["error"])
+    if run.get("trace_id"):
+        grid.add_row("trace id", run["trace_id"])
+    if run.get("payload") is not None:
+        grid.add_row("payload", json.dumps(run["payload"], indent=2, default=str))
+    for attempt in run.get("attempt_details", []):
+        grid.add_row(f"attempt {attempt['number']}", _attempt_line(attempt))
+    title = f"{run['job']} · {run['status']}"
+    out.print(Panel(grid, title=title, title_align="left", expand=False))
+
+
+def _attempt_line(attempt: dict[str, Any]) -> str:
+    code = attempt.get("status_code") or attempt.get("exit_code")
+    parts = [
+        attempt["status"],
+        f"code {code}" if code is not None else "",
+        duration(attempt.get("latency_ms")),
+        attempt.get("failure_reason") or "",
+        (attempt.get("error") or "")[:200],
+    ]
+    return "  ".join(part for part in parts if part)
+
+
+def events_table(events: list[dict[str, Any]]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("#", "AT", "EVENT", "MESSAGE"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(
+            str(event["sequence_num"]), when(event["at"]), event["type"], event.get("message") or ""
+        )
+    out.print(table)

@@ -97,3 +97,74 @@ class Actor:
             or self.role is KeyRole.ADMIN
             or (self.project_slug == project_slug)
         )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One logical execution of a job."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    job_id: uuid.UUID
+    source: str
+    status: str
+    scheduled_for: datetime | None
+    queue: str
+    not_before: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    drift_ms: int | None
+    attempts: int
+    max_attempts: int
+    failure_reason: str | None
+    error: str | None
+    payload: Any
+    trace_id: str | None
+    replay_of: uuid.UUID | None
+    node: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a run."""
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    number: int
+    status: str
+    failure_reason: str | None
+    status_code: int | None
+    exit_code: int | None
+    latency_ms: int | None
+    body_preview: str | None
+    response_headers: dict[str, str] | None
+    error_class: str | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a run's append-only log."""
+
+    run_id: uuid.UUID
+    sequence_num: int
+    type: str
+    at: datetime
+    message: str | None
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class DueJob:
+    """A job whose next slot has come, as the scheduler sees it."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    spec: JobSpec
+    next_fire_at: datetime

@@ -69,11 +69,17 @@ async def _insert(
         actor=actor.name,
         ip=actor.ip,
         action=mutation.action,
-        target=mutation.target,
+        target=_storable(mutation.target)[:200],
         diff=mutation.diff,
         outcome=outcome,
-        detail=detail,
+        detail=None if detail is None else _storable(detail),
     )
+
+
+def _storable(text: str) -> str:
+    """Text as the ledger can store it. A refused request may name a job with a NUL byte
+    (PostgreSQL refuses NUL in text) or a lone surrogate; both are kept visible as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 @dataclass(frozen=True)

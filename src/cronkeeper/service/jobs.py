@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from cronkeeper.domain.jobs import JobSpec, changed_fields, merge_patch
+from cronkeeper.domain.jobs import JobSpec, changed_fields, is_valid_slug, merge_patch
 from cronkeeper.domain.masking import mask_target, unmask_target
 from cronkeeper.domain.models import Actor, Job, RunSummary
 from cronkeeper.domain.schedules import parse_schedule, parse_timezone
@@ -16,7 +16,7 @@ from cronkeeper.domain.states import JobKind, JobStatus, KeyRole
 from cronkeeper.errors import FieldError, Forbidden, InvalidInput, NotFound
 from cronkeeper.service.audit import audited
 from cronkeeper.service.context import Context
-from cronkeeper.service.pagination import decode_cursor, encode_cursor
+from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project
 from cronkeeper.service.schemas import JobOut, LastRunOut, load_body, parse_job_body
 from cronkeeper.store import jobs as job_store
@@ -86,6 +86,8 @@ def _last_run_out(run: RunSummary | None) -> LastRunOut | None:
 
 
 async def _require_job(conn: Connection, project_id: uuid.UUID, slug: str) -> Job:
+    if not is_valid_slug(slug):  # no such job can exist; NUL bytes would upset PostgreSQL
+        raise NotFound("job", slug)
     job = await job_store.get_job(conn, project_id, slug)
     if job is None:
         raise NotFound("job", slug)
@@ -118,7 +120,8 @@ async def create_job(ctx: Context, actor: Actor, project_slug: str, body: object
             now=now,
         )
         mutation.diff = changed_fields({}, masked_body(spec))
-        return job_out(ctx, job, None)
+    ctx.wakeups.jobs_changed.set()
+    return job_out(ctx, job, None)
 
 
 async def get_job(ctx: Context, actor: Actor, project_slug: str, slug: str) -> JobOut:
@@ -131,6 +134,8 @@ async def get_job(ctx: Context, actor: Actor, project_slug: str, slug: str) -> J
 async def list_jobs(ctx: Context, actor: Actor, project_slug: str, query: JobQuery) -> JobPage:
     """A page of jobs by slug; `next_cursor` is None on the last page."""
     after = decode_cursor(query.cursor, ("slug",))["slug"] if query.cursor else None
+    if after is not None and not (isinstance(after, str) and is_valid_slug(after)):
+        raise invalid_cursor()
     async with ctx.db.read() as conn:
         project = await require_project(conn, actor, project_slug)
         where = job_store.JobFilter(
@@ -165,7 +170,9 @@ async def update_job(
         now = ctx.clock.now()
         updated = await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
         mutation.diff = changed_fields(masked_body(job.spec), masked_body(spec))
-        return await _out(ctx, conn, updated)
+        result = await _out(ctx, conn, updated)
+    ctx.wakeups.jobs_changed.set()
+    return result
 
 
 async def set_paused(
@@ -183,7 +190,9 @@ async def set_paused(
         now = ctx.clock.now()
         updated = await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
         mutation.diff = changed_fields({"status": job.spec.status.value}, {"status": status.value})
-        return await _out(ctx, conn, updated)
+        result = await _out(ctx, conn, updated)
+    ctx.wakeups.jobs_changed.set()
+    return result
 
 
 async def delete_job(ctx: Context, actor: Actor, project_slug: str, slug: str) -> None:

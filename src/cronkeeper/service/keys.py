@@ -8,7 +8,7 @@ from datetime import timedelta
 from cronkeeper.domain import keys as key_format
 from cronkeeper.domain.models import Actor, ApiKey
 from cronkeeper.domain.states import KeyRole
-from cronkeeper.errors import FieldError, InvalidInput, NotFound, Unauthenticated
+from cronkeeper.errors import Conflict, FieldError, InvalidInput, NotFound, Unauthenticated
 from cronkeeper.service.audit import audited
 from cronkeeper.service.context import Context
 from cronkeeper.service.projects import DEFAULT_PROJECT, ensure_project
@@ -74,7 +74,7 @@ async def revoke_key(ctx: Context, actor: Actor, key_ref: str) -> ApiKey:
             raise NotFound("key", prefix)
         mutation.project_id = key.project_id
         if not await key_store.revoke_key(conn, key.id, ctx.clock.now()):
-            raise InvalidInput(FieldError("key", "this key is already revoked"))
+            raise Conflict(f"key {prefix} is already revoked", field="key")
         mutation.diff = {"revoked": [False, True], "name": [key.name, key.name]}
         return key
 

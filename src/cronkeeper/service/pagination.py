@@ -16,13 +16,20 @@ def encode_cursor(values: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def invalid_cursor() -> InvalidInput:
+    """The error for a cursor this server did not issue (callers that check values raise it)."""
+    return InvalidInput(FieldError("cursor", "is not a cursor this server issued"))
+
+
 def decode_cursor(cursor: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The keyset position in a cursor; InvalidInput (field `cursor`) if it was tampered with."""
+    """The keyset position in a cursor; InvalidInput (field `cursor`) if it was tampered with.
+
+    Only the keys are checked: callers check each value's type before it reaches SQL."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput(FieldError("cursor", "is not a cursor this server issued")) from None
+        raise invalid_cursor() from None
     if not isinstance(values, dict) or set(values) != set(keys):
-        raise InvalidInput(FieldError("cursor", "is not a cursor this server issued"))
+        raise invalid_cursor()
     return values

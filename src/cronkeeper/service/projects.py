@@ -18,6 +18,8 @@ async def require_project(conn: Connection, actor: Actor, slug: str) -> Project:
     """The project, if it exists and the actor may act in it; NotFound / Forbidden if not."""
     if not actor.may_act_in(slug):
         raise Forbidden(f"this key belongs to project {actor.project_slug!r}, not {slug!r}")
+    if not is_valid_slug(slug):  # no such project can exist; NUL bytes would upset PostgreSQL
+        raise NotFound("project", slug)
     project = await project_store.get_project(conn, slug)
     if project is None:
         raise NotFound("project", slug)

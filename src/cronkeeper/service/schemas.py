@@ -282,6 +282,8 @@ def parse_job_body(body: object) -> JobSpec:
     body = load_body(body)
     if not isinstance(body, dict):
         raise InvalidInput(FieldError("body", "must be a JSON object"))
+    if errors := _unstorable_text(body):
+        raise InvalidInput(errors)
     try:
         job = JobIn.model_validate(body)
     except ValidationError as error:
@@ -292,6 +294,42 @@ def parse_job_body(body: object) -> JobSpec:
     if errors := check_job_spec(spec):
         raise InvalidInput(errors)
     return spec
+
+
+def _unstorable_text(body: object) -> list[FieldError]:
+    """Strings the ledger cannot store, anywhere in a JSON value: NUL characters
+    (PostgreSQL refuses them in text and JSONB) and lone surrogates (not UTF-8).
+    Iterative, so a deeply nested body cannot exhaust the stack here."""
+    errors: list[FieldError] = []
+    pending: list[tuple[str, object]] = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str) and not _storable(value):
+            errors.append(FieldError(path or "body", _UNSTORABLE))
+        elif isinstance(value, list):
+            pending += reversed([(f"{path}[{i}]", item) for i, item in enumerate(value)])
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                shown = key if _storable(str(key)) else ascii(key)
+                here = f"{path}.{shown}" if path else shown
+                if shown != key:
+                    errors.append(FieldError(here, _UNSTORABLE))
+                else:
+                    pending.append((here, item))
+    return errors
+
+
+_UNSTORABLE = "must not contain NUL characters or lone surrogates"
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _validated_target(kind: JobKind, target: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from cronkeeper.domain.models import Job, RunSummary
 from cronkeeper.domain.states import JobStatus, MonitorState
 from cronkeeper.errors import Conflict
 from cronkeeper.store.errors import is_unique_violation
-from cronkeeper.store.tables import job_tags, jobs, runs
+from cronkeeper.store.tables import job_tags, jobs, projects, runs
 
 
 @dataclass(frozen=True)
@@ -186,3 +186,26 @@ def _run_summary(row: RowMapping) -> RunSummary:
         duration_ms=row["duration_ms"],
         failure_reason=row["failure_reason"],
     )
+
+
+async def specs_by_id(
+    conn: AsyncConnection, job_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[JobSpec, str]]:
+    """(spec, project slug) of each job, for the runtime that executes its runs."""
+    if not job_ids:
+        return {}
+    query = (
+        select(jobs.c.id, jobs.c.spec, projects.c.slug)
+        .join(projects, projects.c.id == jobs.c.project_id)
+        .where(jobs.c.id.in_(job_ids))
+    )
+    rows = (await conn.execute(query)).all()
+    return {row.id: (JobSpec.from_body(row.spec), row.slug) for row in rows}
+
+
+async def slugs_by_id(conn: AsyncConnection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The slug of each job id."""
+    if not job_ids:
+        return {}
+    rows = (await conn.execute(select(jobs.c.id, jobs.c.slug).where(jobs.c.id.in_(job_ids)))).all()
+    return {row.id: row.slug for row in rows}

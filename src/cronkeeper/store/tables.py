@@ -2,7 +2,8 @@
 
 Indexes worth knowing:
 - `uq_runs_job_id_scheduled_for` makes a slot a run at most once (exactly-once firing);
-- `ix_runs_job_page` / `ix_runs_project_page` serve keyset pagination of run history;
+- `ix_runs_job_page` / `ix_runs_project_page` (by creation) and `ix_runs_job_slot_page` /
+  `ix_runs_project_slot_page` (by slot) serve keyset pagination of run history;
 - `ix_runs_queued` (partial: status = 'queued') is what workers claim from;
 - `ix_runs_running_lease` (partial: status = 'running') finds runs whose node died;
 - `ix_jobs_next_fire` / `ix_jobs_deadline` (partial: active jobs) drive scheduler and monitor.
@@ -152,11 +153,14 @@ runs = Table(
     Column("ping_rid", String(64)),
     Column("during_outage", Boolean, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
+    # scheduled_for when the run has a slot, else created_at: the "by slot" sort key.
+    Column("ordered_at", UTCDateTime, nullable=False),
     UniqueConstraint("job_id", "scheduled_for"),
     Index("ix_runs_job_page", "job_id", "created_at", "id"),
-    Index("ix_runs_job_scheduled_page", "job_id", "scheduled_for", "id"),
+    Index("ix_runs_job_slot_page", "job_id", "ordered_at", "id"),
     Index("ix_runs_project_page", "project_id", "created_at", "id"),
-    Index("ix_runs_project_scheduled_page", "project_id", "scheduled_for", "id"),
+    Index("ix_runs_project_slot_page", "project_id", "ordered_at", "id"),
+    Index("ix_runs_job_status", "job_id", "status"),
     Index(
         "ix_runs_queued",
         "queue",

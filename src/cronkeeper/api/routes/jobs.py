@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from cronkeeper.api.deps import ActorDep, BodyDep, ContextDep
 from cronkeeper.api.routes.common import json_body, problems
 from cronkeeper.api.schemas import Data, Page
+from cronkeeper.domain.jobs import TAG_PATTERN
 from cronkeeper.service import jobs as job_service
 from cronkeeper.service.schemas import JobOut
 
@@ -21,7 +22,7 @@ async def list_jobs(
     ctx: ContextDep,
     actor: ActorDep,
     project: str,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64, pattern=TAG_PATTERN)] = None,
     status: Literal["active", "paused"] | None = None,
     kind: Literal["http", "command", "python", "workflow", "heartbeat", "trigger"] | None = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 03:17:09.665785
+Create Date: 2026-11-23 03:52:48.512035
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "nodes",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -270,6 +269,7 @@ def upgrade() -> None:
         sa.Column("ping_rid", sa.String(length=64), nullable=True),
         sa.Column("during_outage", sa.Boolean(), server_default="0", nullable=False),
         sa.Column("created_at", cronkeeper.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ordered_at", cronkeeper.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name=op.f("fk_runs_job_id_jobs"), ondelete="CASCADE"
         ),
@@ -285,14 +285,13 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index("ix_runs_created_at", ["created_at"], unique=False)
         batch_op.create_index("ix_runs_job_page", ["job_id", "created_at", "id"], unique=False)
-        batch_op.create_index(
-            "ix_runs_job_scheduled_page", ["job_id", "scheduled_for", "id"], unique=False
-        )
+        batch_op.create_index("ix_runs_job_slot_page", ["job_id", "ordered_at", "id"], unique=False)
+        batch_op.create_index("ix_runs_job_status", ["job_id", "status"], unique=False)
         batch_op.create_index(
             "ix_runs_project_page", ["project_id", "created_at", "id"], unique=False
         )
         batch_op.create_index(
-            "ix_runs_project_scheduled_page", ["project_id", "scheduled_for", "id"], unique=False
+            "ix_runs_project_slot_page", ["project_id", "ordered_at", "id"], unique=False
         )
         batch_op.create_index(
             "ix_runs_queued",
@@ -427,7 +426,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     op.drop_table("step_runs")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index(
@@ -451,9 +449,10 @@ def downgrade() -> None:
             sqlite_where=sa.text("status = 'queued'"),
             postgresql_where=sa.text("status = 'queued'"),
         )
-        batch_op.drop_index("ix_runs_project_scheduled_page")
+        batch_op.drop_index("ix_runs_project_slot_page")
         batch_op.drop_index("ix_runs_project_page")
-        batch_op.drop_index("ix_runs_job_scheduled_page")
+        batch_op.drop_index("ix_runs_job_status")
+        batch_op.drop_index("ix_runs_job_slot_page")
         batch_op.drop_index("ix_runs_job_page")
         batch_op.drop_index("ix_runs_created_at")
 

@@ -1,0 +1,59 @@
+"""The scheduler's decisions: which slots of a due job to fire, and what overlap means.
+
+Pure functions of (schedule, policy, now); the runtime loop only carries them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cronkeeper.domain.jobs import JobSpec
+from cronkeeper.domain.schedules import parse_schedule, parse_timezone
+from cronkeeper.domain.states import RunStatus
+
+#: `catch_up = all` replays at most this many missed slots (the most recent ones).
+MAX_CATCH_UP = 100
+#: Slots examined per decision; a job due millions of slots ago jumps ahead instead.
+MAX_SLOTS_SCANNED = 10_000
+
+
+@dataclass(frozen=True)
+class FirePlan:
+    fire: list[datetime]  # slots to turn into runs now, oldest first
+    missed: list[datetime]  # slots that are too late and are not fired
+    next_fire_at: datetime | None  # the first slot after now
+
+
+def plan_fires(spec: JobSpec, next_fire_at: datetime, now: datetime) -> FirePlan:
+    """Which due slots (from `next_fire_at` up to `now`) fire, per `catch_up` and `start_grace`.
+
+    A slot is on time while `now - slot <= start_grace`; on-time slots always fire.
+    Late slots (the process was down or paused) fire only as `catch_up` says: `none`
+    never, `latest` the most recent one, `all` up to MAX_CATCH_UP of the most recent.
+    """
+    schedule, zone = parse_schedule(spec.schedule), parse_timezone(spec.timezone)
+    grace = timedelta(seconds=spec.start_grace)
+    slots: list[datetime] = []
+    slot: datetime | None = next_fire_at
+    while slot is not None and slot <= now and len(slots) < MAX_SLOTS_SCANNED:
+        slots.append(slot)
+        slot = schedule.next_fire(slot, zone)
+    if slot is not None and slot <= now:  # far behind: jump to the present
+        slot = schedule.next_fire(now, zone)
+    on_time = [s for s in slots if now - s <= grace]
+    late = [s for s in slots if now - s > grace]
+    fire = on_time
+    if spec.catch_up == "latest" and late and not on_time:
+        fire = late[-1:]
+    elif spec.catch_up == "all":
+        fire = (late + on_time)[-MAX_CATCH_UP:]
+    missed = [s for s in late if s not in fire]
+    return FirePlan(fire=fire, missed=missed, next_fire_at=slot)
+
+
+def overlap_status(spec: JobSpec, in_flight: int) -> RunStatus:
+    """QUEUED, or SKIPPED when `overlap = skip` and `concurrency` runs are already in flight."""
+    if spec.overlap == "skip" and in_flight >= spec.concurrency:
+        return RunStatus.SKIPPED
+    return RunStatus.QUEUED

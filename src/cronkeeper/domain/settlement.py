@@ -1,0 +1,79 @@
+"""What a finished attempt does to its run: succeed, retry later, or fail for good.
+
+`settle` is the worker's whole decision, pure: the worker records what it returns in
+one transaction (attempt row, events, run state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cronkeeper.domain.failures import explain
+from cronkeeper.domain.jobs import JobSpec
+from cronkeeper.domain.models import Run
+from cronkeeper.domain.outcomes import Outcome
+from cronkeeper.domain.retry import backoff_delay, should_retry
+from cronkeeper.domain.states import EventType, RunStatus
+
+EventEntry = tuple[EventType, str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    status: RunStatus  # SUCCEEDED, FAILED, or QUEUED for a retry
+    not_before: datetime | None = None
+    failure_reason: str | None = None
+    error: str | None = None
+    events: list[EventEntry] = field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        return self.status is not RunStatus.QUEUED
+
+
+def settle(
+    run: Run, spec: JobSpec, outcome: Outcome, now: datetime, random: Callable[[], float]
+) -> Settlement:
+    """Decide the run's next state after attempt number `run.attempts` ended with `outcome`."""
+    attempt = run.attempts
+    summary = _attempt_event(outcome, attempt)
+    if outcome.succeeded:
+        done: EventEntry = (EventType.RUN_SUCCEEDED, f"succeeded on attempt {attempt}", {})
+        return Settlement(RunStatus.SUCCEEDED, events=[summary, done])
+    reason = outcome.failure_reason.value if outcome.failure_reason else "unknown"
+    if should_retry(outcome, attempt, spec.retry):
+        delay = backoff_delay(attempt, spec.retry, random, outcome.retry_after)
+        retry = (
+            EventType.RETRY_SCHEDULED,
+            f"attempt {attempt + 1} of {spec.retry.max_attempts} in {delay:.2f}s",
+            {"delay_s": round(delay, 3), "next_attempt": attempt + 1},
+        )
+        return Settlement(
+            RunStatus.QUEUED,
+            now + timedelta(seconds=delay),
+            reason,
+            outcome.error,
+            [summary, retry],
+        )
+    failed = (EventType.RUN_FAILED, f"failed: {reason} — {explain(reason)}", {"reason": reason})
+    return Settlement(RunStatus.FAILED, None, reason, outcome.error, [summary, failed])
+
+
+def _attempt_event(outcome: Outcome, attempt: int) -> EventEntry:
+    data: dict[str, Any] = {
+        "attempt": attempt,
+        "status": outcome.status.value,
+        "latency_ms": outcome.latency_ms,
+    }
+    if outcome.status_code is not None:
+        data["status_code"] = outcome.status_code
+    if outcome.exit_code is not None:
+        data["exit_code"] = outcome.exit_code
+    if outcome.succeeded:
+        return EventType.ATTEMPT_SUCCEEDED, f"attempt {attempt} succeeded", data
+    data["failure_reason"] = outcome.failure_reason.value if outcome.failure_reason else None
+    message = f"attempt {attempt} failed: {outcome.error or data['failure_reason']}"
+    return EventType.ATTEMPT_FAILED, message[:500], data

@@ -1,0 +1,151 @@
+"""The worker: claims queued runs, executes their attempts, records the outcomes.
+
+One loop claims while there is capacity; each claimed run executes in its own task;
+one lease loop renews every lease of this node at once and cancels attempts whose run
+was cancelled (or reaped) meanwhile. On stop: claim nothing more, let in-flight runs
+finish for up to `drain_timeout`, then release the rest back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable, Mapping
+
+from cronkeeper.domain.failures import FailureReason
+from cronkeeper.domain.outcomes import Executor, Outcome
+from cronkeeper.domain.states import AttemptStatus
+from cronkeeper.runtime.waiting import wait_for_any
+from cronkeeper.service import execution
+from cronkeeper.service.context import Context
+from cronkeeper.service.execution import ClaimedRun
+
+log = logging.getLogger("cronkeeper.worker")
+
+
+class Worker:
+    def __init__(
+        self,
+        ctx: Context,
+        executors: Mapping[str, Executor],
+        *,
+        node: str,
+        queues: tuple[str, ...] = ("default",),
+        capacity: int = 200,
+        lease: float = 30.0,
+        poll: float = 0.5,
+        drain_timeout: float = 30.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.ctx, self.executors, self.node = ctx, executors, node
+        self.queues, self.capacity, self.lease = list(queues), capacity, lease
+        self.poll, self.drain_timeout, self.rng = poll, drain_timeout, rng
+        self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._done = asyncio.Event()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Claim and execute runs until `stopping` is set, then drain."""
+        leases = asyncio.create_task(self._renew_leases())
+        try:
+            while not stopping.is_set():
+                claimed = await self._claim()
+                if not claimed:
+                    await self._idle(stopping)
+        finally:
+            await self._drain()
+            leases.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases
+
+    async def _claim(self) -> int:
+        free = self.capacity - len(self.active)
+        if free <= 0:
+            return 0
+        try:
+            claimed = await execution.claim_runs(
+                self.ctx,
+                node=self.node,
+                queues=self.queues,
+                limit=min(free, 100),
+                lease=self.lease,
+            )
+        except Exception:
+            log.exception("claiming runs failed; retrying")
+            return 0
+        for item in claimed:
+            self.active[item.run.id] = asyncio.create_task(self._execute(item))
+        return len(claimed)
+
+    async def _idle(self, stopping: asyncio.Event) -> None:
+        queued = self.ctx.wakeups.runs_queued
+        queued.clear()
+        self._done.clear()
+        await wait_for_any(self.ctx.clock, self.poll, stopping, queued, self._done)
+
+    async def _execute(self, claimed: ClaimedRun) -> None:
+        started = self.ctx.clock.now()
+        try:
+            outcome = await self._attempt(claimed)
+            await execution.record_outcome(
+                self.ctx, claimed, outcome, node=self.node, random=self.rng, started_at=started
+            )
+        except asyncio.CancelledError:
+            pass  # cancelled by the API, reaped, or released at shutdown: recorded elsewhere
+        except Exception:
+            log.exception("recording run %s failed", claimed.run.id)
+        finally:
+            self.active.pop(claimed.run.id, None)
+            self._done.set()
+
+    async def _attempt(self, claimed: ClaimedRun) -> Outcome:
+        executor = self.executors.get(claimed.spec.kind.value)
+        if executor is None:
+            return Outcome(
+                status=AttemptStatus.EXCEPTION,
+                failure_reason=FailureReason.UNKNOWN,
+                error=f"no executor for {claimed.spec.kind.value} jobs on this node",
+            )
+        try:
+            return await executor.execute(claimed.attempt_request())
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # an executor bug must not lose the run
+            log.exception("executor failed on run %s", claimed.run.id)
+            return Outcome(
+                status=AttemptStatus.EXCEPTION,
+                failure_reason=FailureReason.UNKNOWN,
+                error_class=type(error).__qualname__,
+                error=str(error)[:2000],
+            )
+
+    async def _renew_leases(self) -> None:
+        interval = min(2.0, self.lease / 3)
+        while True:
+            await wait_for_any(self.ctx.clock, interval)
+            ids = list(self.active)
+            if not ids:
+                continue
+            try:
+                ours = await execution.renew_leases(
+                    self.ctx, node=self.node, run_ids=ids, lease=self.lease
+                )
+            except Exception:
+                log.exception("renewing leases failed; retrying")
+                continue
+            for run_id in set(ids) - ours:
+                task = self.active.get(run_id)
+                if task is not None:
+                    task.cancel()
+
+    async def _drain(self) -> None:
+        if self.active:
+            _, pending = await asyncio.wait(list(self.active.values()), timeout=self.drain_timeout)
+            if pending:
+                ids = [run_id for run_id, task in self.active.items() if task in pending]
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await execution.release_runs(self.ctx, node=self.node, run_ids=ids)

@@ -1,0 +1,118 @@
+"""Runs as the API returns them (pydantic), and the query of run lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from cronkeeper.domain.failures import explain
+from cronkeeper.domain.models import Attempt, Event, Run
+
+
+class AttemptOut(BaseModel):
+    number: int
+    status: str
+    failure_reason: str | None
+    failure_explanation: str | None
+    status_code: int | None
+    exit_code: int | None
+    latency_ms: int | None
+    body_preview: str | None
+    response_headers: dict[str, str] | None
+    error_class: str | None
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class RunOut(BaseModel):
+    id: str
+    job: str
+    source: str
+    status: str
+    scheduled_for: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    drift_ms: int | None
+    attempts: int
+    max_attempts: int
+    failure_reason: str | None
+    failure_explanation: str | None
+    error: str | None
+    payload: Any
+    trace_id: str | None
+    replay_of: str | None
+    node: str | None
+    created_at: datetime
+
+
+class RunDetailOut(RunOut):
+    attempt_details: list[AttemptOut]
+    steps: list[dict[str, Any]]
+
+
+class EventOut(BaseModel):
+    sequence_num: int
+    type: str
+    at: datetime
+    message: str | None
+    data: dict[str, Any] | None
+
+
+def run_out(run: Run, job_slug: str) -> RunOut:
+    """The API view of a run."""
+    return RunOut(**_run_fields(run, job_slug))
+
+
+def _run_fields(run: Run, job_slug: str) -> dict[str, Any]:
+    return {
+        "id": str(run.id),
+        "job": job_slug,
+        "source": run.source,
+        "status": run.status,
+        "scheduled_for": run.scheduled_for,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+        "drift_ms": run.drift_ms,
+        "attempts": run.attempts,
+        "max_attempts": run.max_attempts,
+        "failure_reason": run.failure_reason,
+        "failure_explanation": explain(run.failure_reason) if run.failure_reason else None,
+        "error": run.error,
+        "payload": run.payload,
+        "trace_id": run.trace_id,
+        "replay_of": str(run.replay_of) if run.replay_of else None,
+        "node": run.node,
+        "created_at": run.created_at,
+    }
+
+
+def run_detail_out(run: Run, job_slug: str, attempts: list[Attempt]) -> RunDetailOut:
+    """A run with its attempts (steps arrive with workflows)."""
+    return RunDetailOut(
+        **_run_fields(run, job_slug), attempt_details=[attempt_out(a) for a in attempts], steps=[]
+    )
+
+
+def attempt_out(attempt: Attempt) -> AttemptOut:
+    fields = {
+        name: getattr(attempt, name) for name in AttemptOut.model_fields if hasattr(attempt, name)
+    }
+    reason = attempt.failure_reason
+    return AttemptOut(**fields, failure_explanation=explain(reason) if reason else None)
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        sequence_num=event.sequence_num,
+        type=event.type,
+        at=event.at,
+        message=event.message,
+        data=event.data,
+    )

@@ -1,0 +1,187 @@
+"""Runs, attempts and events: reads, keyset pages, and the plain inserts.
+
+The state changes that can race (claims, leases, finishing, cancelling) are in claims.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronkeeper.domain.models import Attempt, Event, Run
+from cronkeeper.store.tables import attempts, events, jobs, runs
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    project_id: uuid.UUID
+    job_id: uuid.UUID | None = None
+    status: str | None = None
+    source: str | None = None
+    job_text: str | None = None  # case-insensitive substring of the job's slug or name
+    since: datetime | None = None
+    until: datetime | None = None
+    sort: str = "created_at"  # or "scheduled_for" (runs without a slot sort by creation)
+    descending: bool = True
+    after: tuple[datetime, uuid.UUID] | None = None  # keyset: (sort value, id) of the last row
+    limit: int = 50
+
+
+def run_from_row(row: RowMapping) -> Run:
+    """A Run from a `runs` row."""
+    return Run(**{name: row[name] for name in Run.__dataclass_fields__})
+
+
+def _attempt(row: RowMapping) -> Attempt:
+    return Attempt(**{name: row[name] for name in Attempt.__dataclass_fields__})
+
+
+def _event(row: RowMapping) -> Event:
+    return Event(**{name: row[name] for name in Event.__dataclass_fields__})
+
+
+async def insert_run(conn: AsyncConnection, values: dict[str, Any]) -> Run:
+    """Insert one run (manual, replay, trigger…); `values` are `runs` columns."""
+    values = {"ordered_at": values.get("scheduled_for") or values["created_at"], **values}
+    await conn.execute(runs.insert().values(**values))
+    run = await get_run(conn, values["id"])
+    assert run is not None
+    return run
+
+
+async def get_run(conn: AsyncConnection, run_id: uuid.UUID) -> Run | None:
+    """The run with this id, or None."""
+    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    return run_from_row(row) if row else None
+
+
+def _sort_column(where: RunFilter) -> ColumnElement[datetime]:
+    return runs.c.ordered_at if where.sort == "scheduled_for" else runs.c.created_at
+
+
+async def list_runs(conn: AsyncConnection, where: RunFilter) -> list[Run]:
+    """One page of runs in the requested order (index-backed keyset pagination)."""
+    column = _sort_column(where)
+    query = select(runs).where(*_conditions(where, column))
+    if where.after is not None:
+        value, run_id = where.after
+        before = or_(column < value, and_(column == value, runs.c.id < run_id))
+        later = or_(column > value, and_(column == value, runs.c.id > run_id))
+        query = query.where(before if where.descending else later)
+    order = (column.desc(), runs.c.id.desc()) if where.descending else (column, runs.c.id)
+    rows = (await conn.execute(query.order_by(*order).limit(where.limit))).mappings()
+    return [run_from_row(row) for row in rows]
+
+
+def _conditions(where: RunFilter, column: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
+    conditions = [runs.c.project_id == where.project_id]
+    if where.job_id is not None:
+        conditions.append(runs.c.job_id == where.job_id)
+    if where.status:
+        conditions.append(runs.c.status == where.status)
+    if where.source:
+        conditions.append(runs.c.source == where.source)
+    if where.since:
+        conditions.append(column >= where.since)
+    if where.until:
+        conditions.append(column < where.until)
+    if where.job_text:
+        pattern = f"%{where.job_text.lower()}%"
+        matching = select(jobs.c.id).where(
+            jobs.c.project_id == where.project_id,
+            or_(func.lower(jobs.c.slug).like(pattern), func.lower(jobs.c.name).like(pattern)),
+        )
+        conditions.append(runs.c.job_id.in_(matching))
+    return conditions
+
+
+async def list_attempts(conn: AsyncConnection, run_id: uuid.UUID) -> list[Attempt]:
+    """Attempts of a run, first to last."""
+    query = select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.number)
+    return [_attempt(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def list_events(
+    conn: AsyncConnection, run_id: uuid.UUID, after_sequence: int = 0, limit: int = 1000
+) -> list[Event]:
+    """Events of a run in `sequence_num` order, after the given sequence number."""
+    query = (
+        select(events)
+        .where(events.c.run_id == run_id, events.c.sequence_num > after_sequence)
+        .order_by(events.c.sequence_num)
+        .limit(limit)
+    )
+    return [_event(row) for row in (await conn.execute(query)).mappings()]
+
+
+async def append_events(
+    conn: AsyncConnection,
+    run_id: uuid.UUID,
+    entries: Sequence[tuple[str, datetime, str | None, dict[str, Any] | None]],
+) -> None:
+    """Append (type, at, message, data) events after the run's last sequence number.
+
+    Only the lease holder (or the one transaction that changes the run) appends, so
+    reading the maximum inside the transaction cannot hand out a number twice.
+    """
+    if not entries:
+        return
+    last = await conn.execute(
+        select(func.coalesce(func.max(events.c.sequence_num), 0)).where(events.c.run_id == run_id)
+    )
+    start = int(last.scalar_one()) + 1
+    rows = [
+        {
+            "run_id": run_id,
+            "sequence_num": start + i,
+            "type": kind,
+            "at": at,
+            "message": message,
+            "data": data,
+        }
+        for i, (kind, at, message, data) in enumerate(entries)
+    ]
+    await conn.execute(events.insert(), rows)
+
+
+async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Record one finished attempt (`values` are `attempts` columns)."""
+    await conn.execute(attempts.insert().values(id=uuid.uuid4(), **values))
+
+
+async def count_in_flight(conn: AsyncConnection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many queued/running/suspended runs each job has."""
+    if not job_ids:
+        return {}
+    query = (
+        select(runs.c.job_id, func.count())
+        .where(runs.c.job_id.in_(job_ids), runs.c.status.in_(("queued", "running", "suspended")))
+        .group_by(runs.c.job_id)
+    )
+    return {job_id: int(count) for job_id, count in (await conn.execute(query)).all()}
+
+
+async def runs_by_id(conn: AsyncConnection, run_ids: list[uuid.UUID]) -> list[Run]:
+    """The runs with these ids (missing ones are left out)."""
+    if not run_ids:
+        return []
+    rows = (await conn.execute(select(runs).where(runs.c.id.in_(run_ids)))).mappings()
+    return [run_from_row(row) for row in rows]
+
+
+async def insert_opening_events(
+    conn: AsyncConnection, entries: Sequence[tuple[uuid.UUID, str, datetime, str]]
+) -> None:
+    """The first event (sequence 1) of each of many brand-new runs, in one statement."""
+    if entries:
+        rows = [
+            {"run_id": run_id, "sequence_num": 1, "type": kind, "at": at, "message": message}
+            for run_id, kind, at, message in entries
+        ]
+        await conn.execute(events.insert(), rows)

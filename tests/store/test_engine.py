@@ -1,0 +1,281 @@
+"""The engine: SQLite pragmas, transaction discipline, concurrent writers, UTC times."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from cronkeeper.service.context import Context
+from cronkeeper.store import projects as project_store
+from cronkeeper.store.engine import Database, create_database, normalise_db_url
+from cronkeeper.store.migrate import upgrade
+from cronkeeper.store.tables import jobs, metadata, projects
+
+# --- One migrated ledger per module, handed to each test empty ----------------------
+# conftest migrates a new SQLite file and copies a PostgreSQL template for every test
+# (~0.1 s and ~0.3 s). Overriding `sqlite_url` / `postgres_url` here copies one migrated
+# SQLite file and empties one PostgreSQL database instead; each test still starts empty.
+
+PG_ADMIN_DSN = os.environ.get("CRONKEEPER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _pg_execute(dsn: str, *statements: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _migrate(url: str) -> None:
+    db = create_database(url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ledger") / "migrated.db"
+    asyncio.run(_migrate(str(path)))
+    return path
+
+
+@pytest.fixture
+def sqlite_url(module_sqlite_file: Path, tmp_path: Path) -> str:
+    """Overrides conftest's `sqlite_url`: a copy of this module's migrated, empty file."""
+    shutil.copyfile(module_sqlite_file, tmp_path / "cronkeeper.db")
+    return f"sqlite:///{tmp_path}/cronkeeper.db"
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_template: str) -> Iterator[str]:
+    name = f"ck_store_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_execute(PG_ADMIN_DSN, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    asyncio.run(_pg_execute(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(module_pg_url: str) -> str:
+    """Overrides conftest's `postgres_url`: this module's database, every row deleted."""
+    wipe = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables))
+    asyncio.run(_pg_execute(module_pg_url, wipe))  # one implicit transaction
+    return module_pg_url
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Boom(Exception):
+    """An error raised on purpose inside a transaction."""
+
+
+@pytest.fixture
+async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
+    """A migrated SQLite ledger (for the tests that are about SQLite only)."""
+    db = create_database(sqlite_url)
+    await upgrade(db)
+    yield db
+    await db.dispose()
+
+
+async def _project_slugs(db: Database) -> list[str]:
+    async with db.read() as conn:
+        return [project.slug for project in await project_store.list_projects(conn)]
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys_on(sqlite_db: Database) -> None:
+    async with sqlite_db.read() as conn:
+        journal_mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+        foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+        busy_timeout = (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one()
+    assert journal_mode == "wal"
+    assert foreign_keys == 1
+    assert busy_timeout >= 1000
+
+
+async def test_sqlite_write_connections_also_enforce_foreign_keys(sqlite_db: Database) -> None:
+    async with sqlite_db.write() as conn:
+        foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+    assert foreign_keys == 1
+
+
+async def test_a_row_pointing_at_a_missing_project_is_refused(ctx: Context) -> None:
+    with pytest.raises(IntegrityError):
+        async with ctx.db.write() as conn:
+            await conn.execute(
+                jobs.insert().values(
+                    id=uuid.uuid4(),
+                    project_id=uuid.uuid4(),
+                    slug="orphan",
+                    name="Orphan",
+                    kind="http",
+                    status="active",
+                    timezone="UTC",
+                    spec={},
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+    async with ctx.db.read() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM jobs"))).scalar_one()
+    assert count == 0
+
+
+async def test_a_write_transaction_commits_when_its_block_ends(ctx: Context) -> None:
+    async with ctx.db.write() as conn:
+        await project_store.insert_project(conn, "alpha", "Alpha", "key-alpha", NOW)
+        await project_store.insert_project(conn, "beta", "Beta", "key-beta", NOW)
+    assert await _project_slugs(ctx.db) == ["alpha", "beta"]
+
+
+async def test_an_exception_rolls_the_whole_write_back(ctx: Context) -> None:
+    async with ctx.db.write() as conn:
+        await project_store.insert_project(conn, "kept", "Kept", "key-kept", NOW)
+    with pytest.raises(Boom):
+        async with ctx.db.write() as conn:
+            await project_store.insert_project(conn, "alpha", "Alpha", "key-alpha", NOW)
+            await project_store.insert_project(conn, "beta", "Beta", "key-beta", NOW)
+            raise Boom
+    assert await _project_slugs(ctx.db) == ["kept"]
+    # The failed transaction released everything: the next write goes through.
+    async with asyncio.timeout(5), ctx.db.write() as conn:
+        await project_store.insert_project(conn, "gamma", "Gamma", "key-gamma", NOW)
+    assert await _project_slugs(ctx.db) == ["gamma", "kept"]
+
+
+async def test_a_reader_does_not_see_a_write_before_it_commits(ctx: Context) -> None:
+    async with ctx.db.write() as writer:
+        await project_store.insert_project(writer, "pending", "Pending", "key-pending", NOW)
+        async with asyncio.timeout(5), ctx.db.read() as reader:
+            assert await project_store.get_project(reader, "pending") is None
+    async with ctx.db.read() as reader:
+        assert await project_store.get_project(reader, "pending") is not None
+
+
+async def test_many_concurrent_sqlite_writes_all_commit_one_after_another(
+    sqlite_db: Database,
+) -> None:
+    seen: list[int] = []
+
+    async def add(number: int) -> None:
+        async with sqlite_db.write() as conn:
+            # Read, then write: the pattern that upgrades a lock and used to fail as
+            # "database is locked" under deferred transactions.
+            seen.append(len(await project_store.list_projects(conn)))
+            await project_store.insert_project(conn, f"p{number:03d}", "P", f"k{number}", NOW)
+
+    results = await asyncio.gather(*(add(n) for n in range(60)), return_exceptions=True)
+
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert len(await _project_slugs(sqlite_db)) == 60
+    # Each transaction saw every one committed before it: writers took turns.
+    assert sorted(seen) == list(range(60))
+
+
+async def test_two_sqlite_databases_on_one_file_write_concurrently_without_lock_errors(
+    sqlite_url: str, sqlite_db: Database
+) -> None:
+    other = create_database(sqlite_url)  # as a second process (e.g. the CLI) would
+    try:
+
+        async def add(db: Database, number: int) -> None:
+            async with db.write() as conn:
+                await project_store.list_projects(conn)
+                await project_store.insert_project(conn, f"p{number:03d}", "P", f"k{number}", NOW)
+
+        writes = [add(sqlite_db if n % 2 else other, n) for n in range(40)]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        await other.dispose()
+
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert len(await _project_slugs(sqlite_db)) == 40
+
+
+async def test_ping_answers_when_the_database_is_reachable(ctx: Context) -> None:
+    await ctx.db.ping()  # raising is the failure
+
+
+async def test_ping_raises_when_the_database_cannot_be_used(db_url: str, tmp_path: Path) -> None:
+    if db_url.startswith("sqlite"):
+        not_a_database = tmp_path / "notes.txt"
+        not_a_database.write_bytes(b"these are my notes, not a ledger\n" * 200)
+        unusable = str(not_a_database)
+    else:
+        unusable = db_url.rsplit("/", 1)[0] + "/ck_no_such_database"
+    db = create_database(unusable)
+    try:
+        with pytest.raises(Exception, match=r"(?i)not a database|does not exist"):
+            await db.ping()
+    finally:
+        await db.dispose()
+
+
+async def test_stored_times_come_back_as_the_same_instant_in_utc(ctx: Context) -> None:
+    berlin = datetime(2026, 7, 1, 14, 30, 15, 123456, tzinfo=ZoneInfo("Europe/Berlin"))
+    async with ctx.db.write() as conn:
+        await project_store.insert_project(conn, "tz", "Tz", "key-tz", berlin)
+    async with ctx.db.read() as conn:
+        project = await project_store.get_project(conn, "tz")
+    assert project is not None
+    assert project.created_at == berlin
+    assert project.created_at.tzinfo is UTC
+    assert project.created_at == datetime(2026, 7, 1, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+async def test_stored_times_compare_as_instants_whatever_the_offset_given(ctx: Context) -> None:
+    async with ctx.db.write() as conn:
+        await project_store.insert_project(conn, "early", "Early", "key-early", NOW)
+        later = NOW + timedelta(microseconds=1)
+        await project_store.insert_project(conn, "late", "Late", "key-late", later)
+    in_tokyo = NOW.astimezone(ZoneInfo("Asia/Tokyo"))  # 21:00 local: the same instant
+    query = select(projects.c.slug).where(projects.c.created_at > in_tokyo)
+    async with ctx.db.read() as conn:
+        assert list((await conn.execute(query)).scalars()) == ["late"]
+
+
+async def test_a_naive_datetime_is_refused_and_nothing_is_written(ctx: Context) -> None:
+    with pytest.raises(StatementError, match="naive datetime"):
+        async with ctx.db.write() as conn:
+            await project_store.insert_project(
+                conn, "naive", "Naive", "key-naive", datetime(2026, 3, 1, 12)
+            )
+    assert await _project_slugs(ctx.db) == []
+
+
+async def test_the_dialect_decides_skip_locked_and_listen_notify(ctx: Context) -> None:
+    is_postgres = ctx.db.features.name == "postgresql"
+    assert ctx.db.features.name in ("sqlite", "postgresql")
+    assert ctx.db.features.skip_locked is is_postgres
+    assert ctx.db.features.listen_notify is is_postgres
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("./cronkeeper.db", "sqlite+aiosqlite:///./cronkeeper.db"),
+        ("/var/lib/ck.db", "sqlite+aiosqlite:////var/lib/ck.db"),
+        ("sqlite:///ck.db", "sqlite+aiosqlite:///ck.db"),
+        ("postgresql://u@h:5432/ck", "postgresql+asyncpg://u@h:5432/ck"),
+        ("postgres://u@h/ck", "postgresql+asyncpg://u@h/ck"),
+        ("postgresql+asyncpg://u@h/ck", "postgresql+asyncpg://u@h/ck"),
+    ],
+)
+def test_database_urls_as_users_type_them_become_async_urls(typed: str, expected: str) -> None:
+    assert normalise_db_url(typed) == expected

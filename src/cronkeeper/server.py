@@ -24,6 +24,7 @@ from cronkeeper.executors.command import CommandExecutor
 from cronkeeper.executors.http import HttpExecutor
 from cronkeeper.executors.python import PythonExecutor
 from cronkeeper.runtime.supervisor import Supervisor
+from cronkeeper.runtime.tracing import Tracing, provider_for
 from cronkeeper.service.context import Context
 from cronkeeper.service.keys import bootstrap
 from cronkeeper.service.setup import open_context
@@ -71,7 +72,8 @@ async def _executors(ctx: Context, policy: SsrfPolicy) -> AsyncIterator[dict[str
 async def _run_until_signal(
     ctx: Context, settings: Settings, executors: dict[str, Executor]
 ) -> None:
-    supervisor = Supervisor(ctx, executors, role=settings.role)
+    provider = provider_for(settings.otel_endpoint)
+    supervisor = Supervisor(ctx, executors, role=settings.role, tracing=Tracing(provider))
     server = None
     if settings.role in ("all", "api"):
         app = create_app(ctx, auth_failures_per_minute=settings.auth_failures_per_minute)
@@ -99,6 +101,8 @@ async def _run_until_signal(
         await asyncio.gather(runtime, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if provider is not None:
+            provider.shutdown()  # flushes spans still batched
 
 
 def _banner(settings: Settings, dialect: str, first_key: str | None) -> str:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     deny_ips: str = Field(
         default="", description="Comma-separated IPs/CIDRs HTTP jobs may not call"
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="Export spans over OTLP/HTTP to this collector (standard OTel variable)",
+    )
     auth_failures_per_minute: int = Field(default=20, ge=1)
     url: str = Field(default="http://127.0.0.1:8080", description="Server URL for client commands")
     api_key: str | None = None

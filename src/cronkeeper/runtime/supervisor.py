@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from cronkeeper.domain.outcomes import Executor
 from cronkeeper.runtime.scheduler import Scheduler
+from cronkeeper.runtime.tracing import Tracing
 from cronkeeper.runtime.waiting import wait_for_any
 from cronkeeper.runtime.worker import Worker
 from cronkeeper.service import execution, nodes
@@ -38,6 +39,7 @@ class Supervisor:
         role: str = "all",
         node: str | None = None,
         worker_options: Mapping[str, object] | None = None,
+        tracing: Tracing | None = None,
         reap_every: float = 5.0,
     ) -> None:
         self.ctx, self.executors, self.role = ctx, executors, role
@@ -45,7 +47,7 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.scheduler = Scheduler(ctx) if role in ("all", "scheduler") else None
         self.worker = (
-            Worker(ctx, executors, node=self.node, **dict(worker_options or {}))  # type: ignore[arg-type]
+            Worker(ctx, executors, node=self.node, tracing=tracing, **dict(worker_options or {}))  # type: ignore[arg-type]
             if role in ("all", "worker")
             else None
         )

@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Callable, Mapping
 
 from cronkeeper.domain.failures import FailureReason
-from cronkeeper.domain.outcomes import Executor, Outcome
+from cronkeeper.domain.outcomes import AttemptRequest, Executor, Outcome
 from cronkeeper.domain.states import AttemptStatus
+from cronkeeper.runtime.tracing import Tracing
 from cronkeeper.runtime.waiting import wait_for_any
 from cronkeeper.service import execution
 from cronkeeper.service.context import Context
@@ -39,10 +40,12 @@ class Worker:
         poll: float = 0.5,
         drain_timeout: float = 30.0,
         rng: Callable[[], float] = random.random,
+        tracing: Tracing | None = None,
     ) -> None:
         self.ctx, self.executors, self.node = ctx, executors, node
         self.queues, self.capacity, self.lease = list(queues), capacity, lease
         self.poll, self.drain_timeout, self.rng = poll, drain_timeout, rng
+        self.tracing = tracing or Tracing()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._done = asyncio.Event()
 
@@ -88,10 +91,14 @@ class Worker:
     async def _execute(self, claimed: ClaimedRun) -> None:
         started = self.ctx.clock.now()
         try:
-            outcome = await self._attempt(claimed)
-            await execution.record_outcome(
+            with self.tracing.attempt(claimed) as request:
+                outcome = await self._attempt(claimed, request)
+                self.tracing.attempt_ended(outcome)
+            decision = await execution.record_outcome(
                 self.ctx, claimed, outcome, node=self.node, random=self.rng, started_at=started
             )
+            if decision is not None:
+                self.tracing.run_ended(claimed, decision, self.ctx.clock.now())
         except asyncio.CancelledError:
             pass  # cancelled by the API, reaped, or released at shutdown: recorded elsewhere
         except Exception:
@@ -100,7 +107,7 @@ class Worker:
             self.active.pop(claimed.run.id, None)
             self._done.set()
 
-    async def _attempt(self, claimed: ClaimedRun) -> Outcome:
+    async def _attempt(self, claimed: ClaimedRun, request: AttemptRequest) -> Outcome:
         executor = self.executors.get(claimed.spec.kind.value)
         if executor is None:
             return Outcome(
@@ -109,7 +116,7 @@ class Worker:
                 error=f"no executor for {claimed.spec.kind.value} jobs on this node",
             )
         try:
-            return await executor.execute(claimed.attempt_request())
+            return await executor.execute(request)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # an executor bug must not lose the run

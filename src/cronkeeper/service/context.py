@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cronkeeper.clock import Clock, SystemClock
 from cronkeeper.domain.ratelimit import TokenBuckets
+from cronkeeper.metrics import Metrics
 from cronkeeper.store.engine import Database
 
 
@@ -31,3 +32,4 @@ class Context:
     base_url: str = "http://127.0.0.1:8080"
     wakeups: Wakeups = field(default_factory=Wakeups)
     trigger_limits: TokenBuckets = field(default_factory=_trigger_limits)
+    metrics: Metrics = field(default_factory=Metrics)

@@ -105,7 +105,9 @@ async def fire_due_slots(ctx: Context, limit: int = 2000) -> int:
             await claims.advance_next_fire(conn, job.id, job.next_fire_at, plan_next)
         created = await claims.insert_slot_runs(conn, rows)
         await _first_events(conn, rows, now)
-        return created
+    oldest = min(job.next_fire_at for job in due)
+    ctx.metrics.scheduler_lag.set(max(0.0, (now - oldest).total_seconds()))
+    return created
 
 
 def _slot_runs(job: DueJob, now: datetime, in_flight: dict[uuid.UUID, int]) -> list[dict[str, Any]]:
@@ -195,10 +197,9 @@ async def record_outcome(
     now = ctx.clock.now()
     run = claimed.run
     decision = settle(run, claimed.spec, outcome, now, random)
+    values = _run_values(run, decision, outcome, now)
     async with ctx.db.write() as conn:
-        if not await claims.finish_run(
-            conn, run.id, node, _run_values(run, decision, outcome, now)
-        ):
+        if not await claims.finish_run(conn, run.id, node, values):
             return None
         await run_store.insert_attempt(conn, _attempt_values(run, outcome, started_at, now))
         logs = [
@@ -209,7 +210,24 @@ async def record_outcome(
         await run_store.append_events(conn, run.id, logs + entries)
         if decision.final:
             await claims.set_last_run(conn, run.job_id, run.id)
+    if decision.final:
+        count_finished_run(ctx, claimed.project, claimed.spec.slug, decision.status, values)
     return decision
+
+
+def count_finished_run(
+    ctx: Context, project: str, job: str, status: RunStatus, values: dict[str, Any]
+) -> None:
+    """Feed a run that reached a final status (its written column values) into the metrics."""
+    duration, drift = values.get("duration_ms"), values.get("drift_ms")
+    ctx.metrics.run_finished(
+        project,
+        job,
+        status.value,
+        None if duration is None else duration / 1000,
+        None if drift is None else drift / 1000,
+        ctx.clock.now().timestamp(),
+    )
 
 
 def _run_values(run: Run, decision: Settlement, outcome: Outcome, now: datetime) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from cronkeeper.domain.states import EventType, KeyRole, RunStatus
 from cronkeeper.errors import IllegalTransition, NotFound, RateLimited
 from cronkeeper.service.audit import audited
 from cronkeeper.service.context import Context
-from cronkeeper.service.execution import new_run_values
+from cronkeeper.service.execution import count_finished_run, new_run_values
 from cronkeeper.service.jobs import require_role
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project
@@ -225,4 +225,5 @@ async def cancel_run(ctx: Context, actor: Actor, project_slug: str, run_ref: str
         cancelled = await run_store.get_run(conn, run.id)
         slugs = await job_store.slugs_by_id(conn, [run.job_id])
     assert cancelled is not None
+    count_finished_run(ctx, project_slug, slugs.get(run.job_id, "?"), RunStatus.CANCELLED, values)
     return run_out(cancelled, slugs.get(run.job_id, "?"))

@@ -185,3 +185,13 @@ async def insert_opening_events(
             for run_id, kind, at, message in entries
         ]
         await conn.execute(events.insert(), rows)
+
+
+async def queue_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime | None]]:
+    """Per queue: how many runs wait, and when the oldest of them was queued."""
+    query = (
+        select(runs.c.queue, func.count(), func.min(runs.c.queued_at))
+        .where(runs.c.status == "queued")
+        .group_by(runs.c.queue)
+    )
+    return {queue: (int(count), oldest) for queue, count, oldest in await conn.execute(query)}

@@ -16,8 +16,8 @@ from cronkeeper.runtime.tracing import Tracing, fire_span_id, provider_for
 from cronkeeper.runtime.worker import Worker
 from cronkeeper.service import jobs, runs
 from cronkeeper.service.context import Context
-from cronkeeper.service.run_schemas import RunDetailOut
 from cronkeeper.service.keys import bootstrap
+from cronkeeper.service.run_schemas import RunDetailOut
 from cronkeeper.service.setup import open_context
 
 

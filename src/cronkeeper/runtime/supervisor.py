@@ -19,7 +19,7 @@ from cronkeeper.runtime.scheduler import Scheduler
 from cronkeeper.runtime.tracing import Tracing
 from cronkeeper.runtime.waiting import wait_for_any
 from cronkeeper.runtime.worker import Worker
-from cronkeeper.service import execution, nodes
+from cronkeeper.service import execution, nodes, retention
 from cronkeeper.service.context import Context
 
 log = logging.getLogger("cronkeeper.runtime")
@@ -41,6 +41,7 @@ class Supervisor:
         worker_options: Mapping[str, object] | None = None,
         tracing: Tracing | None = None,
         reap_every: float = 5.0,
+        prune_every: float = 600.0,
     ) -> None:
         self.ctx, self.executors, self.role = ctx, executors, role
         self.node = node or new_node_id()
@@ -51,7 +52,7 @@ class Supervisor:
             if role in ("all", "worker")
             else None
         )
-        self.reap_every = reap_every
+        self.reap_every, self.prune_every = reap_every, prune_every
 
     async def run(self) -> None:
         """Run the loops of this role until `stop()`; then drain and mark the node stopped."""
@@ -60,7 +61,7 @@ class Supervisor:
         if self.scheduler is not None:
             loops.append(self.scheduler.run(self.stopping))
         if self.worker is not None:
-            loops += [self.worker.run(self.stopping), self._reap()]
+            loops += [self.worker.run(self.stopping), self._reap(), self._prune()]
         try:
             await asyncio.gather(*loops)
         finally:
@@ -88,3 +89,13 @@ class Supervisor:
             except Exception:
                 log.exception("reaping lost runs failed")
             await wait_for_any(self.ctx.clock, self.reap_every, self.stopping)
+
+    async def _prune(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                pruned = await retention.prune_old_runs(self.ctx)
+                if pruned:
+                    log.info("retention: deleted %d runs past their project's retention", pruned)
+            except Exception:
+                log.exception("retention pass failed")
+            await wait_for_any(self.ctx.clock, self.prune_every, self.stopping)

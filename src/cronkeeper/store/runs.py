@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
+from sqlalchemy import ColumnElement, RowMapping, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.models import Attempt, Event, Run
@@ -195,3 +195,25 @@ async def queue_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime 
         .group_by(runs.c.queue)
     )
     return {queue: (int(count), oldest) for queue, count, oldest in await conn.execute(query)}
+
+
+async def delete_old_runs(
+    conn: AsyncConnection, project_id: uuid.UUID, before: datetime, limit: int
+) -> int:
+    """Delete up to `limit` final runs created before `before` (attempts, events and steps
+    go with them by cascade); returns how many were deleted."""
+    oldest = (
+        select(runs.c.id)
+        .where(
+            runs.c.project_id == project_id,
+            runs.c.created_at < before,
+            runs.c.status.notin_(("queued", "running", "suspended")),
+        )
+        .order_by(runs.c.created_at)
+        .limit(limit)
+    )
+    ids = [row.id for row in await conn.execute(oldest)]
+    if not ids:
+        return 0
+    await conn.execute(delete(runs).where(runs.c.id.in_(ids)))
+    return len(ids)

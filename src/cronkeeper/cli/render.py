@@ -145,11 +145,11 @@ def _run_row(run: dict[str, Any]) -> list[str]:
         duration(run.get("duration_ms")),
         duration(run.get("drift_ms")),
         run.get("failure_reason") or "-",
+        run["id"],
     ]
 
 
 RUN_COLUMNS = (
-    "RUN",
     "STATUS",
     "TRIGGERED BY",
     "ATTEMPT",
@@ -159,6 +159,7 @@ RUN_COLUMNS = (
     "DURATION",
     "DRIFT",
     "FAILURE",
+    "RUN ID",
 )
 
 

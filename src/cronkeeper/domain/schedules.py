@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -135,6 +136,7 @@ class Schedule:
         return iter(())
 
 
+@lru_cache(maxsize=8192)
 def parse_schedule(expression: str | None) -> Schedule:
     """Parse what a user typed into a `Schedule`; raises `ScheduleError`.
 
@@ -154,6 +156,7 @@ def parse_schedule(expression: str | None) -> Schedule:
     return _parse_cron_or_oncalendar(text)
 
 
+@lru_cache(maxsize=1024)
 def parse_timezone(name: str) -> ZoneInfo:
     """The IANA time zone called `name`; raises `ScheduleError` for anything else."""
     if len(name) <= _MAX_TIMEZONE_LENGTH and _TIMEZONE_NAME.fullmatch(name):

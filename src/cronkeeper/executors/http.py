@@ -215,6 +215,11 @@ async def read_preview(response: aiohttp.ClientResponse) -> bytes:
     return bytes(preview)
 
 
+#: Connections open at once across all targets (aiohttp defaults to 100, which would
+#: queue a burst of due jobs behind each other).
+MAX_CONNECTIONS = 2000
+
+
 class HttpExecutor:
     """Runs `http` attempts through one shared, SSRF-guarded aiohttp session."""
 
@@ -241,7 +246,10 @@ class HttpExecutor:
         owns = self._base_resolver is None
         self._resolver = GuardedResolver(base, self._policy, owns_base=owns)
         connector = aiohttp.TCPConnector(
-            resolver=self._resolver, socket_factory=guarded_socket_factory(self._policy)
+            resolver=self._resolver,
+            socket_factory=guarded_socket_factory(self._policy),
+            limit=MAX_CONNECTIONS,
+            limit_per_host=0,
         )
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False

@@ -1,9 +1,11 @@
 """The worker: claims queued runs, executes their attempts, records the outcomes.
 
-One loop claims while there is capacity; each claimed run executes in its own task;
-one lease loop renews every lease of this node at once and cancels attempts whose run
-was cancelled (or reaped) meanwhile. On stop: claim nothing more, let in-flight runs
-finish for up to `drain_timeout`, then release the rest back to the queue.
+One loop claims while there is capacity, waking exactly when the next queued run is
+due; each claimed run executes in its own task; finished attempts are recorded by one
+recorder task, many per transaction (group commit); one lease loop renews every lease of
+this node at once and cancels attempts whose run was cancelled (or reaped) meanwhile.
+On stop: claim nothing more, let in-flight runs finish for up to `drain_timeout`, then
+release the rest back to the queue.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections.abc import Callable, Mapping
 
 from cronkeeper.domain.failures import FailureReason
 from cronkeeper.domain.outcomes import AttemptRequest, Executor, Outcome
+from cronkeeper.domain.settlement import Settlement
 from cronkeeper.domain.states import AttemptStatus
 from cronkeeper.runtime.tracing import Tracing
 from cronkeeper.runtime.waiting import wait_for_any
 from cronkeeper.service import execution
 from cronkeeper.service.context import Context
-from cronkeeper.service.execution import ClaimedRun
+from cronkeeper.service.execution import ClaimedRun, Finished
 
 log = logging.getLogger("cronkeeper.worker")
 
@@ -35,7 +38,7 @@ class Worker:
         *,
         node: str,
         queues: tuple[str, ...] = ("default",),
-        capacity: int = 200,
+        capacity: int = 1000,
         lease: float = 30.0,
         poll: float = 0.5,
         drain_timeout: float = 30.0,
@@ -48,10 +51,13 @@ class Worker:
         self.tracing = tracing or Tracing()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._done = asyncio.Event()
+        self._finished: asyncio.Queue[tuple[Finished, asyncio.Future[Settlement | None]]] = (
+            asyncio.Queue()
+        )
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim and execute runs until `stopping` is set, then drain."""
-        leases = asyncio.create_task(self._renew_leases())
+        helpers = [asyncio.create_task(self._renew_leases()), asyncio.create_task(self._record())]
         try:
             while not stopping.is_set():
                 claimed = await self._claim()
@@ -59,9 +65,9 @@ class Worker:
                     await self._idle(stopping)
         finally:
             await self._drain()
-            leases.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leases
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _claim(self) -> int:
         free = self.capacity - len(self.active)
@@ -83,10 +89,17 @@ class Worker:
         return len(claimed)
 
     async def _idle(self, stopping: asyncio.Event) -> None:
+        """Sleep until the next queued run is due (at most `poll`), a run is queued in this
+        process, or a running one ends (capacity freed)."""
         queued = self.ctx.wakeups.runs_queued
         queued.clear()
         self._done.clear()
-        await wait_for_any(self.ctx.clock, self.poll, stopping, queued, self._done)
+        delay = self.poll
+        with contextlib.suppress(Exception):
+            due = await execution.next_queued_at(self.ctx, self.queues)
+            if due is not None:
+                delay = min(delay, max(0.0, (due - self.ctx.clock.now()).total_seconds()))
+        await wait_for_any(self.ctx.clock, delay, stopping, queued, self._done)
 
     async def _execute(self, claimed: ClaimedRun) -> None:
         started = self.ctx.clock.now()
@@ -94,9 +107,9 @@ class Worker:
             with self.tracing.attempt(claimed) as request:
                 outcome = await self._attempt(claimed, request)
                 self.tracing.attempt_ended(outcome)
-            decision = await execution.record_outcome(
-                self.ctx, claimed, outcome, node=self.node, random=self.rng, started_at=started
-            )
+            recorded: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
+            self._finished.put_nowait((Finished(claimed, outcome, started), recorded))
+            decision = await recorded
             if decision is not None:
                 self.tracing.run_ended(claimed, decision, self.ctx.clock.now())
         except asyncio.CancelledError:
@@ -127,6 +140,27 @@ class Worker:
                 error_class=type(error).__qualname__,
                 error=str(error)[:2000],
             )
+
+    async def _record(self) -> None:
+        """Record finished attempts, everything waiting at once in one transaction."""
+        while True:
+            batch = [await self._finished.get()]
+            while not self._finished.empty() and len(batch) < 500:
+                batch.append(self._finished.get_nowait())
+            futures = [future for _, future in batch]
+            try:
+                decisions = await execution.record_outcomes(
+                    self.ctx, [item for item, _ in batch], node=self.node, random=self.rng
+                )
+            except Exception as error:
+                log.exception("recording %d outcomes failed", len(batch))
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for future, decision in zip(futures, decisions, strict=True):
+                if not future.done():
+                    future.set_result(decision)
 
     async def _renew_leases(self) -> None:
         interval = min(2.0, self.lease / 3)

@@ -19,14 +19,13 @@ from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.masking import mask_target
 from cronkeeper.domain.models import DueJob, Run
 from cronkeeper.domain.outcomes import AttemptRequest, Outcome
-from cronkeeper.domain.scheduling import overlap_status, plan_fires
+from cronkeeper.domain.scheduling import plan_fires
 from cronkeeper.domain.settlement import Settlement, settle
 from cronkeeper.domain.states import AttemptStatus, EventType, RunStatus
 from cronkeeper.service.context import Context
 from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store import runs as run_store
-from cronkeeper.store.engine import Connection
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ def new_run_values(
 ) -> dict[str, Any]:
     """Column values of a fresh run of `spec`."""
     return {
-        "id": uuid7(now),
+        "id": uuid7(scheduled_for or now),  # sorts runs of one pass by their slot
         "project_id": project_id,
         "job_id": job_id,
         "source": source,
@@ -89,61 +88,42 @@ def new_run_values(
     }
 
 
-async def fire_due_slots(ctx: Context, limit: int = 2000) -> int:
-    """Turn every due slot into a run (queued, or skipped by the overlap policy) and move
-    each job's next fire forward. Returns how many runs were created."""
+#: The scheduler creates runs this far ahead of their slot; they wait in the queue
+#: (`not_before` = the slot) so a worker can start them at the exact second.
+LOOKAHEAD = timedelta(seconds=2)
+
+
+async def fire_due_slots(ctx: Context, limit: int = 2000, lookahead: timedelta = LOOKAHEAD) -> int:
+    """Turn every slot due by now + `lookahead` into a queued run (at most once per slot)
+    and move each job's next fire past it. Returns how many runs were created."""
     now = ctx.clock.now()
+    horizon = now + lookahead
     async with ctx.db.write() as conn:
-        due = await claims.due_jobs(conn, now, limit)
+        due = await claims.due_jobs(conn, horizon, limit)
         if not due:
             return 0
-        in_flight = await run_store.count_in_flight(conn, [job.id for job in due])
-        rows = []
+        rows, moves = [], []
         for job in due:
-            rows += _slot_runs(job, now, in_flight)
-            plan_next = plan_fires(job.spec, job.next_fire_at, now).next_fire_at
-            await claims.advance_next_fire(conn, job.id, job.next_fire_at, plan_next)
-        created = await claims.insert_slot_runs(conn, rows)
-        await _first_events(conn, rows, now)
+            plan = plan_fires(job.spec, job.next_fire_at, now, horizon)
+            rows += [_slot_run(job, slot, now) for slot in plan.fire]
+            moves.append((job.id, job.next_fire_at, plan.next_fire_at))
+        await claims.advance_next_fires(conn, moves)
+        inserted = await claims.insert_slot_runs(conn, rows)
+        opening = [
+            (run_id, EventType.RUN_QUEUED.value, now, "queued (schedule)") for run_id in inserted
+        ]
+        await run_store.insert_opening_events(conn, opening)
     oldest = min(job.next_fire_at for job in due)
     ctx.metrics.scheduler_lag.set(max(0.0, (now - oldest).total_seconds()))
-    return created
+    return len(inserted)
 
 
-def _slot_runs(job: DueJob, now: datetime, in_flight: dict[uuid.UUID, int]) -> list[dict[str, Any]]:
-    rows = []
-    for slot in plan_fires(job.spec, job.next_fire_at, now).fire:
-        status = overlap_status(job.spec, in_flight.get(job.id, 0))
-        if status is RunStatus.QUEUED:
-            in_flight[job.id] = in_flight.get(job.id, 0) + 1
-        rows.append(
-            new_run_values(
-                job.project_id,
-                job.id,
-                job.spec,
-                source="schedule",
-                now=now,
-                scheduled_for=slot,
-                status=status,
-            )
-        )
-    return rows
-
-
-async def _first_events(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
-    """The opening event of each new run that really got inserted (not a duplicate slot)."""
-    inserted = {run.id for run in await run_store.runs_by_id(conn, [r["id"] for r in rows])}
-    entries = []
-    for row in rows:
-        if row["id"] not in inserted:
-            continue
-        if row["status"] == RunStatus.SKIPPED.value:
-            entries.append((row["id"], EventType.LOG.value, now, SKIPPED_MESSAGE))
-        else:
-            entries.append(
-                (row["id"], EventType.RUN_QUEUED.value, now, f"queued ({row['source']})")
-            )
-    await run_store.insert_opening_events(conn, entries)
+def _slot_run(job: DueJob, slot: datetime, now: datetime) -> dict[str, Any]:
+    values = new_run_values(
+        job.project_id, job.id, job.spec, source="schedule", now=now, scheduled_for=slot
+    )
+    values["not_before"] = slot
+    return values
 
 
 SKIPPED_MESSAGE = (
@@ -154,10 +134,11 @@ SKIPPED_MESSAGE = (
 async def claim_runs(
     ctx: Context, *, node: str, queues: list[str], limit: int, lease: float
 ) -> list[ClaimedRun]:
-    """Claim up to `limit` queued runs for this node and open their attempts."""
+    """Claim up to `limit` due queued runs for this node and open their attempts; due runs
+    that their job's overlap policy drops are recorded as skipped."""
     now = ctx.clock.now()
     async with ctx.db.write() as conn:
-        claimed = await claims.claim_runs(
+        claim = await claims.claim_runs(
             conn,
             node=node,
             now=now,
@@ -165,13 +146,28 @@ async def claim_runs(
             queues=queues,
             limit=limit,
         )
-        specs = await job_store.specs_by_id(conn, list({run.job_id for run in claimed}))
-        for run in claimed:
-            message = f"attempt {run.attempts} of {run.max_attempts} started on {node}"
-            await run_store.append_events(
-                conn, run.id, [(EventType.ATTEMPT_STARTED.value, now, message, None)]
+        specs = await job_store.specs_by_id(conn, list({run.job_id for run in claim.claimed}))
+        events = [
+            (run_id, EventType.LOG.value, now, SKIPPED_MESSAGE, None) for run_id in claim.skipped
+        ]
+        events += [
+            (
+                run.id,
+                EventType.ATTEMPT_STARTED.value,
+                now,
+                f"attempt {run.attempts} of {run.max_attempts} started on {node}",
+                None,
             )
-    return [ClaimedRun(run, *specs[run.job_id]) for run in claimed if run.job_id in specs]
+            for run in claim.claimed
+        ]
+        await run_store.append_events_many(conn, events)
+    return [ClaimedRun(run, *specs[run.job_id]) for run in claim.claimed if run.job_id in specs]
+
+
+async def next_queued_at(ctx: Context, queues: list[str]) -> datetime | None:
+    """When the earliest queued run of these queues may start."""
+    async with ctx.db.read() as conn:
+        return await claims.next_queued_at(conn, queues)
 
 
 async def renew_leases(
@@ -183,6 +179,15 @@ async def renew_leases(
         return await claims.renew_leases(conn, node, run_ids, until)
 
 
+@dataclass(frozen=True)
+class Finished:
+    """An attempt that has ended, waiting to be recorded."""
+
+    claimed: ClaimedRun
+    outcome: Outcome
+    started_at: datetime
+
+
 async def record_outcome(
     ctx: Context,
     claimed: ClaimedRun,
@@ -192,27 +197,49 @@ async def record_outcome(
     random: Callable[[], float],
     started_at: datetime,
 ) -> Settlement | None:
-    """Record an attempt and move the run on (done, retry later, or failed), in one
-    transaction. None when the run was no longer ours (cancelled or reaped meanwhile)."""
+    """Record one attempt (see `record_outcomes`)."""
+    return (
+        await record_outcomes(
+            ctx, [Finished(claimed, outcome, started_at)], node=node, random=random
+        )
+    )[0]
+
+
+async def record_outcomes(
+    ctx: Context, finished: list[Finished], *, node: str | None, random: Callable[[], float]
+) -> list[Settlement | None]:
+    """Record attempts and move each run on (done, retry later, or failed), all in one
+    transaction (group commit). A None in the result: that run was no longer ours
+    (cancelled or reaped meanwhile) and its outcome was dropped."""
     now = ctx.clock.now()
-    run = claimed.run
-    decision = settle(run, claimed.spec, outcome, now, random)
-    values = _run_values(run, decision, outcome, now)
+    decisions: list[Settlement | None] = []
+    attempts, events, last_runs, counted = [], [], [], []
     async with ctx.db.write() as conn:
-        if not await claims.finish_run(conn, run.id, node, values):
-            return None
-        await run_store.insert_attempt(conn, _attempt_values(run, outcome, started_at, now))
-        logs = [
-            (EventType.LOG.value, line.at, line.message, {"level": line.level})
-            for line in outcome.logs
-        ]
-        entries = [(kind.value, now, message, data) for kind, message, data in decision.events]
-        await run_store.append_events(conn, run.id, logs + entries)
-        if decision.final:
-            await claims.set_last_run(conn, run.job_id, run.id)
-    if decision.final:
-        count_finished_run(ctx, claimed.project, claimed.spec.slug, decision.status, values)
-    return decision
+        for item in finished:
+            run = item.claimed.run
+            decision = settle(run, item.claimed.spec, item.outcome, now, random)
+            values = _run_values(run, decision, item.outcome, now)
+            if not await claims.finish_run(conn, run.id, node, values):
+                decisions.append(None)
+                continue
+            decisions.append(decision)
+            attempts.append(_attempt_values(run, item.outcome, item.started_at, now))
+            events += [
+                (run.id, EventType.LOG.value, line.at, line.message, {"level": line.level})
+                for line in item.outcome.logs
+            ]
+            events += [
+                (run.id, kind.value, now, message, data) for kind, message, data in decision.events
+            ]
+            if decision.final:
+                last_runs.append((run.job_id, run.id))
+                counted.append((item.claimed, decision.status, values))
+        await run_store.insert_attempts(conn, attempts)
+        await run_store.append_events_many(conn, events)
+        await claims.set_last_runs(conn, last_runs)
+    for claimed, status, values in counted:
+        count_finished_run(ctx, claimed.project, claimed.spec.slug, status, values)
+    return decisions
 
 
 def count_finished_run(

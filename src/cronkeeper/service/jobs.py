@@ -19,6 +19,7 @@ from cronkeeper.service.context import Context
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project
 from cronkeeper.service.schemas import JobOut, LastRunOut, load_body, parse_job_body
+from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store.engine import Connection
 
@@ -168,6 +169,7 @@ async def update_job(
         if spec.slug != slug:
             mutation.target = f"job:{slug}→{spec.slug}"
         now = ctx.clock.now()
+        await claims.discard_future_runs(conn, job.id, now)  # slots are planned again
         updated = await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
         mutation.diff = changed_fields(masked_body(job.spec), masked_body(spec))
         result = await _out(ctx, conn, updated)
@@ -188,6 +190,7 @@ async def set_paused(
         status = JobStatus.PAUSED if paused else JobStatus.ACTIVE
         spec = replace(job.spec, status=status)
         now = ctx.clock.now()
+        await claims.discard_future_runs(conn, job.id, now)  # slots are planned again
         updated = await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
         mutation.diff = changed_fields({"status": job.spec.status.value}, {"status": status.value})
         result = await _out(ctx, conn, updated)

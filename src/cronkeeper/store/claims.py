@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import DueJob, Run
+from cronkeeper.domain.scheduling import overlap_action
 from cronkeeper.store.runs import run_from_row
 from cronkeeper.store.tables import jobs, runs
 
@@ -31,15 +33,15 @@ def _skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
     return query
 
 
-async def due_jobs(conn: AsyncConnection, now: datetime, limit: int) -> list[DueJob]:
-    """Active jobs whose next slot has come, oldest first.
+async def due_jobs(conn: AsyncConnection, horizon: datetime, limit: int) -> list[DueJob]:
+    """Active jobs whose next slot is at or before `horizon`, earliest first.
 
     Race: two schedulers on PostgreSQL each lock (and skip) different jobs, so one
     job's slot is planned by one of them; the slot constraint covers everything else.
     """
     query = (
         select(jobs.c.id, jobs.c.project_id, jobs.c.spec, jobs.c.next_fire_at)
-        .where(jobs.c.status == "active", jobs.c.next_fire_at <= now)
+        .where(jobs.c.status == "active", jobs.c.next_fire_at <= horizon)
         .order_by(jobs.c.next_fire_at)
         .limit(limit)
     )
@@ -54,32 +56,72 @@ async def next_due_at(conn: AsyncConnection) -> datetime | None:
     return value
 
 
-async def insert_slot_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert runs for schedule slots, ignoring slots that already have a run.
+async def insert_slot_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert runs for schedule slots, ignoring slots that already have a run; returns the
+    ids of the runs really inserted.
 
     Race: two schedulers (or a restart) firing the same slot — the unique
     (job_id, scheduled_for) constraint lets exactly one insert through.
     """
     if not rows:
-        return 0
+        return set()
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(runs).on_conflict_do_nothing(
-        index_elements=["job_id", "scheduled_for"]
+    statement = (
+        dialect_insert(runs)
+        .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
+        .returning(runs.c.id)
     )
     result = await conn.execute(statement, list(rows))
+    return {row.id for row in result}
+
+
+async def advance_next_fires(
+    conn: AsyncConnection, moves: Sequence[tuple[uuid.UUID, datetime, datetime | None]]
+) -> None:
+    """Move each job's next fire from `expected` to `new`, unless somebody already did.
+
+    Race: two schedulers planning the same job — the condition on the old value makes
+    the second update a no-op (and the slot constraint already dropped its runs).
+    """
+    if not moves:
+        return
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_id"), jobs.c.next_fire_at == bindparam("b_expected"))
+        .values(next_fire_at=bindparam("b_new"))
+    )
+    params = [{"b_id": job_id, "b_expected": old, "b_new": new} for job_id, old, new in moves]
+    await conn.execute(statement, params)
+
+
+async def discard_future_runs(conn: AsyncConnection, job_id: uuid.UUID, after: datetime) -> int:
+    """Delete the runs the scheduler created ahead of time for slots after `after` (the job
+    was paused, edited or re-scheduled; its slots are planned again)."""
+    result = await conn.execute(
+        delete(runs).where(
+            runs.c.job_id == job_id,
+            runs.c.status == "queued",
+            runs.c.source == "schedule",
+            runs.c.attempts == 0,
+            runs.c.scheduled_for > after,
+        )
+    )
     return int(result.rowcount)
 
 
-async def advance_next_fire(
-    conn: AsyncConnection, job_id: uuid.UUID, expected: datetime, new: datetime | None
-) -> bool:
-    """Move a job's next fire forward if nobody else already did."""
-    result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.next_fire_at == expected)
-        .values(next_fire_at=new)
+async def next_queued_at(conn: AsyncConnection, queues: Sequence[str]) -> datetime | None:
+    """When the earliest queued run of these queues may start (its `not_before`)."""
+    query = select(func.min(runs.c.not_before)).where(
+        runs.c.status == "queued", runs.c.queue.in_(list(queues))
     )
-    return result.rowcount == 1
+    value: datetime | None = (await conn.execute(query)).scalar_one()
+    return value
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: list[Run]  # now running on this node
+    skipped: list[uuid.UUID]  # due runs dropped by their job's overlap policy `skip`
 
 
 async def claim_runs(
@@ -90,13 +132,14 @@ async def claim_runs(
     lease_until: datetime,
     queues: Sequence[str],
     limit: int,
-) -> list[Run]:
-    """Move up to `limit` due queued runs to `running` for this node, respecting each
-    job's concurrency (unless its overlap policy is `allow`).
+) -> Claim:
+    """Move up to `limit` due queued runs to `running` for this node, oldest slot first.
 
-    Race: two workers claiming one run — the conditional UPDATE (status still
-    'queued') lets one win; on PostgreSQL SKIP LOCKED keeps them off each other's rows
-    and the job row lock serialises the concurrency check per job.
+    A job at its `concurrency` keeps further runs queued (`overlap = queue`), or has them
+    skipped (`skip`); `allow` ignores the limit. Race: two workers claiming one run —
+    the conditional UPDATE (status still 'queued') lets one win; on PostgreSQL SKIP
+    LOCKED keeps them off each other's rows and the job row lock serialises the
+    concurrency check per job.
     """
     candidates = (
         select(runs.c.id, runs.c.job_id, jobs.c.spec)
@@ -106,15 +149,21 @@ async def claim_runs(
             runs.c.queue.in_(list(queues)),
             (runs.c.not_before.is_(None)) | (runs.c.not_before <= now),
         )
-        .order_by(runs.c.created_at)
-        .limit(limit * 4)
+        .order_by(runs.c.not_before, runs.c.created_at)
+        .limit(limit * 2)
     )
     if conn.dialect.name == "postgresql":
         candidates = candidates.with_for_update(of=runs, skip_locked=True)
     rows = (await conn.execute(candidates)).all()
-    chosen = await _within_concurrency(conn, rows, limit)
+    chosen, skipped = await _within_concurrency(conn, rows, limit)
+    if skipped:
+        await conn.execute(
+            update(runs)
+            .where(runs.c.id.in_(skipped), runs.c.status == "queued")
+            .values(status="skipped", finished_at=now)
+        )
     if not chosen:
-        return []
+        return Claim([], skipped)
     result = await conn.execute(
         update(runs)
         .where(runs.c.id.in_(chosen), runs.c.status == "queued")
@@ -127,12 +176,13 @@ async def claim_runs(
         )
         .returning(*runs.c)
     )
-    return [run_from_row(row) for row in result.mappings()]
+    return Claim([run_from_row(row) for row in result.mappings()], skipped)
 
 
 async def _within_concurrency(
     conn: AsyncConnection, rows: Sequence[Any], limit: int
-) -> list[uuid.UUID]:
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """(runs to start, runs to skip) under each job's concurrency and overlap policy."""
     job_ids = list({row.job_id for row in rows})
     if conn.dialect.name == "postgresql" and job_ids:
         await conn.execute(select(jobs.c.id).where(jobs.c.id.in_(job_ids)).with_for_update())
@@ -145,16 +195,16 @@ async def _within_concurrency(
         )
         running = {job_id: int(n) for job_id, n in (await conn.execute(query)).all()}
     chosen: list[uuid.UUID] = []
+    skipped: list[uuid.UUID] = []
     for row in rows:
-        spec = row.spec
         busy = running.get(row.job_id, 0)
-        if spec.get("overlap") != "allow" and busy >= int(spec.get("concurrency", 1)):
-            continue
-        running[row.job_id] = busy + 1
-        chosen.append(row.id)
-        if len(chosen) == limit:
-            break
-    return chosen
+        action = overlap_action(row.spec["overlap"], int(row.spec["concurrency"]), busy)
+        if action == "skip":
+            skipped.append(row.id)
+        elif action == "start" and len(chosen) < limit:
+            running[row.job_id] = busy + 1
+            chosen.append(row.id)
+    return chosen, skipped
 
 
 async def renew_leases(
@@ -236,4 +286,17 @@ async def expired_leases(conn: AsyncConnection, now: datetime, limit: int) -> li
 
 async def set_last_run(conn: AsyncConnection, job_id: uuid.UUID, run_id: uuid.UUID) -> None:
     """Point the job at its newest finished run (shown beside the job)."""
-    await conn.execute(update(jobs).where(jobs.c.id == job_id).values(last_run_id=run_id))
+    await set_last_runs(conn, [(job_id, run_id)])
+
+
+async def set_last_runs(
+    conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> None:
+    """Point each job at its newest finished run, in one statement."""
+    if pairs:
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("b_job"))
+            .values(last_run_id=bindparam("b_run"))
+        )
+        await conn.execute(statement, [{"b_job": job, "b_run": run} for job, run in pairs])

@@ -120,6 +120,37 @@ async def list_events(
     return [_event(row) for row in (await conn.execute(query)).mappings()]
 
 
+async def append_events_many(
+    conn: AsyncConnection,
+    entries: Sequence[tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]],
+) -> None:
+    """Append (run id, type, at, message, data) events to several runs at once, each after
+    its run's last sequence number (same single-writer argument as `append_events`)."""
+    if not entries:
+        return
+    run_ids = list({entry[0] for entry in entries})
+    query = (
+        select(events.c.run_id, func.max(events.c.sequence_num))
+        .where(events.c.run_id.in_(run_ids))
+        .group_by(events.c.run_id)
+    )
+    last = {run_id: int(n) for run_id, n in (await conn.execute(query)).all()}
+    rows = []
+    for run_id, kind, at, message, data in entries:
+        last[run_id] = last.get(run_id, 0) + 1
+        rows.append(
+            {
+                "run_id": run_id,
+                "sequence_num": last[run_id],
+                "type": kind,
+                "at": at,
+                "message": message,
+                "data": data,
+            }
+        )
+    await conn.execute(events.insert(), rows)
+
+
 async def append_events(
     conn: AsyncConnection,
     run_id: uuid.UUID,
@@ -130,49 +161,13 @@ async def append_events(
     Only the lease holder (or the one transaction that changes the run) appends, so
     reading the maximum inside the transaction cannot hand out a number twice.
     """
-    if not entries:
-        return
-    last = await conn.execute(
-        select(func.coalesce(func.max(events.c.sequence_num), 0)).where(events.c.run_id == run_id)
-    )
-    start = int(last.scalar_one()) + 1
-    rows = [
-        {
-            "run_id": run_id,
-            "sequence_num": start + i,
-            "type": kind,
-            "at": at,
-            "message": message,
-            "data": data,
-        }
-        for i, (kind, at, message, data) in enumerate(entries)
-    ]
-    await conn.execute(events.insert(), rows)
+    await append_events_many(conn, [(run_id, *entry) for entry in entries])
 
 
-async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    """Record one finished attempt (`values` are `attempts` columns)."""
-    await conn.execute(attempts.insert().values(id=uuid.uuid4(), **values))
-
-
-async def count_in_flight(conn: AsyncConnection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """How many queued/running/suspended runs each job has."""
-    if not job_ids:
-        return {}
-    query = (
-        select(runs.c.job_id, func.count())
-        .where(runs.c.job_id.in_(job_ids), runs.c.status.in_(("queued", "running", "suspended")))
-        .group_by(runs.c.job_id)
-    )
-    return {job_id: int(count) for job_id, count in (await conn.execute(query)).all()}
-
-
-async def runs_by_id(conn: AsyncConnection, run_ids: list[uuid.UUID]) -> list[Run]:
-    """The runs with these ids (missing ones are left out)."""
-    if not run_ids:
-        return []
-    rows = (await conn.execute(select(runs).where(runs.c.id.in_(run_ids)))).mappings()
-    return [run_from_row(row) for row in rows]
+async def insert_attempts(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Record finished attempts (`attempts` columns), in one statement."""
+    if rows:
+        await conn.execute(attempts.insert(), [{"id": uuid.uuid4(), **row} for row in rows])
 
 
 async def insert_opening_events(

@@ -272,9 +272,35 @@ def load_body(body: object) -> object:
     if not isinstance(body, bytes | str):
         return body
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise MalformedBody(FieldError("body", f"is not valid JSON ({error})")) from None
+    except RecursionError:
+        value = None  # deeper than the parser goes: refused below like any too-deep body
+    else:
+        if _depth_within(value, MAX_DEPTH):
+            return value
+    raise MalformedBody(FieldError("body", f"nests deeper than {MAX_DEPTH} levels"))
+
+
+#: JSON nesting allowed in a request body (job bodies need a handful of levels).
+MAX_DEPTH = 32
+
+
+def _depth_within(value: object, limit: int) -> bool:
+    """True when no array/object inside `value` is nested deeper than `limit` (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return False
+                stack.append((child, depth + 1))
+    return True
 
 
 def parse_job_body(body: object) -> JobSpec:
@@ -381,5 +407,9 @@ def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
 
 
 def _is_union_tag(part: str) -> bool:
-    """Pydantic puts union member names (`list[str]`, `function-after[...]`) in error paths."""
-    return bool(re.search(r"[\[\]]", part)) or part in ("str", "int", "float", "list", "dict")
+    """Pydantic puts union member names (`list[str]`, `constrained-str`,
+    `function-after[...]`) in error paths; they are not fields."""
+    return bool(_UNION_TAG.search(part)) or part in ("str", "int", "float", "list", "dict")
+
+
+_UNION_TAG = re.compile(r"[\[\]]|^(constrained|function|json|lax|tagged|nullable|default)-")

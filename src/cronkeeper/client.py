@@ -141,6 +141,10 @@ class Client:
     async def cancel_run(self, run_id: str) -> JSON:
         return await self._data("POST", self._project_path(f"/runs/{run_id}/cancel"))
 
+    async def stats(self, since: str = "24h") -> JSON:
+        """Per-job run statistics over the window (`24h`, `7d`, …)."""
+        return await self._data("GET", self._project_path("/stats"), params={"since": since})
+
     async def list_audit(self, **filters: Any) -> JSON:
         """One page of audit entries (filters: action, outcome, from, to, limit, cursor)."""
         return await self._data("GET", self._project_path("/audit"), params=filters)

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from cronkeeper import __version__
 from cronkeeper.api import problems
-from cronkeeper.api.routes import audit, jobs, ops, runs
+from cronkeeper.api.routes import audit, jobs, ops, runs, stats
 from cronkeeper.domain.ratelimit import TokenBuckets
 from cronkeeper.service.context import Context
 from cronkeeper.service.schemas import TARGET_MODELS, JobIn, target_json_schema
@@ -32,7 +32,7 @@ def create_app(ctx: Context, *, auth_failures_per_minute: int = 20) -> FastAPI:
         capacity=auth_failures_per_minute, per_second=auth_failures_per_minute / 60
     )
     problems.install(app)
-    for module in (ops, jobs, runs, audit):
+    for module in (ops, jobs, runs, stats, audit):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)

@@ -167,6 +167,7 @@ def _register_client_commands() -> None:
     app.add_typer(jobs.app, name="jobs")
     app.command("runs")(runs.runs)
     app.add_typer(runs.run_app, name="run")
+    app.command("stats")(runs.stats)
     app.command("audit")(audit.audit)
 
 

@@ -219,3 +219,46 @@ def events_table(events: list[dict[str, Any]]) -> None:
             str(event["sequence_num"]), when(event["at"]), event["type"], event.get("message") or ""
         )
     out.print(table)
+
+
+def stats_table(stats: dict[str, Any]) -> None:
+    if not stats["jobs"]:
+        out.print("No runs in this window.")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    columns = (
+        "JOB",
+        "RUNS",
+        "OK",
+        "FAILED",
+        "SKIPPED",
+        "MISSED",
+        "SUCCESS",
+        "P50",
+        "P95",
+        "DRIFT P50",
+        "DRIFT P95",
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for job in stats["jobs"]:
+        rate = job["success_rate"]
+        table.add_row(
+            job["job"],
+            str(job["total"]),
+            str(job["succeeded"]),
+            str(job["failed"]),
+            str(job["skipped"]),
+            str(job["missed"]),
+            "-" if rate is None else f"{rate:.1%}",
+            duration(job["duration_ms"]["p50"]),
+            duration(job["duration_ms"]["p95"]),
+            duration(job["drift_ms"]["p50"]),
+            duration(job["drift_ms"]["p95"]),
+        )
+    out.print(table)
+    out.print(
+        f"{stats['total']} runs since {when(stats['since'])}: "
+        f"{stats['succeeded']} succeeded, {stats['failed']} failed",
+        markup=False,
+    )

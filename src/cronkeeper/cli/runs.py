@@ -159,3 +159,18 @@ def _print_one(item: dict[str, Any], message: str, as_json: bool) -> None:
         render.print_json(envelope(item))
     else:
         render.out.print(message, markup=False)
+
+
+def stats(
+    since: Annotated[str, typer.Option(help="Window back from now, e.g. 24h, 7d")] = "24h",
+    project: ProjectOption = "default",
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per job: runs, outcomes, success rate, p50/p95 duration and start drift."""
+    result = run(with_client(url, api_key, project, lambda c: c.stats(since)))
+    if as_json:
+        render.print_json(envelope(result))
+    else:
+        render.stats_table(result)

@@ -1,0 +1,36 @@
+"""`/api/v1/projects/{project}/stats`"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from cronkeeper.api.deps import ActorDep, ContextDep
+from cronkeeper.api.routes.common import problems
+from cronkeeper.api.schemas import Data
+from cronkeeper.domain.durations import DurationError, parse_duration
+from cronkeeper.errors import FieldError, InvalidInput
+from cronkeeper.service import stats as stats_service
+from cronkeeper.service.stats import StatsOut
+
+router = APIRouter(prefix="/api/v1/projects/{project}/stats", tags=["stats"])
+
+
+@router.get("", responses=problems(404))
+async def project_stats(
+    ctx: ContextDep,
+    actor: ActorDep,
+    project: str,
+    since: Annotated[
+        str, Query(max_length=32, description="A duration back from now, e.g. 24h, 7d")
+    ] = "24h",
+) -> Data[StatsOut]:
+    """Per job over the window: runs by status, success rate, p50/p95 duration and drift."""
+    try:
+        window = parse_duration(since)
+    except DurationError as error:
+        raise InvalidInput(FieldError("since", str(error))) from None
+    start = ctx.clock.now() - timedelta(seconds=window)
+    return Data(data=await stats_service.project_stats(ctx, actor, project, start))

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import IntegrityError
@@ -18,66 +13,7 @@ from cronkeeper.domain.states import KeyRole
 from cronkeeper.service.context import Context
 from cronkeeper.store import keys as key_store
 from cronkeeper.store import projects as project_store
-from cronkeeper.store.engine import create_database
-from cronkeeper.store.migrate import upgrade
-from cronkeeper.store.tables import metadata
 from cronkeeper.testing import FakeClock
-
-# --- One migrated ledger per module, handed to each test empty ----------------------
-# conftest migrates a new SQLite file and copies a PostgreSQL template for every test
-# (~0.1 s and ~0.3 s). Overriding `sqlite_url` / `postgres_url` here copies one migrated
-# SQLite file and empties one PostgreSQL database instead; each test still starts empty.
-
-PG_ADMIN_DSN = os.environ.get("CRONKEEPER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-async def _pg_execute(dsn: str, *statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def _migrate(url: str) -> None:
-    db = create_database(url)
-    try:
-        await upgrade(db)
-    finally:
-        await db.dispose()
-
-
-@pytest.fixture(scope="module")
-def module_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ledger") / "migrated.db"
-    asyncio.run(_migrate(str(path)))
-    return path
-
-
-@pytest.fixture
-def sqlite_url(module_sqlite_file: Path, tmp_path: Path) -> str:
-    """Overrides conftest's `sqlite_url`: a copy of this module's migrated, empty file."""
-    shutil.copyfile(module_sqlite_file, tmp_path / "cronkeeper.db")
-    return f"sqlite:///{tmp_path}/cronkeeper.db"
-
-
-@pytest.fixture(scope="module")
-def module_pg_url(pg_template: str) -> Iterator[str]:
-    name = f"ck_store_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_execute(PG_ADMIN_DSN, f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(_pg_execute(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture
-def postgres_url(module_pg_url: str) -> str:
-    """Overrides conftest's `postgres_url`: this module's database, every row deleted."""
-    wipe = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables))
-    asyncio.run(_pg_execute(module_pg_url, wipe))  # one implicit transaction
-    return module_pg_url
 
 
 async def new_project(ctx: Context, slug: str) -> Project:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cronkeeper.domain.models import Actor, AuditEntry
-from cronkeeper.domain.states import AuditOutcome
+from cronkeeper.domain.models import Actor, AuditEntry, Project
+from cronkeeper.domain.states import AuditOutcome, KeyRole
 from cronkeeper.errors import CronkeeperError, InvalidInput
 from cronkeeper.service.context import Context
-from cronkeeper.service.projects import require_project
+from cronkeeper.service.projects import require_project, require_role
 from cronkeeper.store import audit as audit_store
 from cronkeeper.store.engine import Connection
 
@@ -48,6 +48,24 @@ async def audited(
         async with ctx.db.write() as conn:
             await _insert(conn, ctx, actor, mutation, AuditOutcome.FAILED, _describe(error))
         raise
+
+
+@asynccontextmanager
+async def project_mutation(
+    ctx: Context,
+    actor: Actor,
+    project_slug: str,
+    action: str,
+    target: str,
+    role: KeyRole = KeyRole.WRITE,
+) -> AsyncIterator[tuple[Connection, Mutation, Project]]:
+    """An audited write transaction in a project the actor may change (`role` needed):
+    NotFound / Forbidden are raised, and audited as failed, before the use case runs."""
+    async with audited(ctx, actor, action, target) as (conn, mutation):
+        project = await require_project(conn, actor, project_slug)
+        mutation.project_id = project.id
+        require_role(actor, role)
+        yield conn, mutation, project
 
 
 def _describe(error: CronkeeperError) -> str:

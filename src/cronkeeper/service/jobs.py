@@ -12,9 +12,9 @@ from cronkeeper.domain.jobs import JobSpec, changed_fields, is_valid_slug, merge
 from cronkeeper.domain.masking import mask_target, unmask_target
 from cronkeeper.domain.models import Actor, Job, RunSummary
 from cronkeeper.domain.schedules import parse_schedule, parse_timezone
-from cronkeeper.domain.states import JobKind, JobStatus, KeyRole
-from cronkeeper.errors import FieldError, Forbidden, InvalidInput, NotFound
-from cronkeeper.service.audit import audited
+from cronkeeper.domain.states import JobKind, JobStatus
+from cronkeeper.errors import FieldError, InvalidInput, NotFound
+from cronkeeper.service.audit import project_mutation
 from cronkeeper.service.context import Context
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project
@@ -37,12 +37,6 @@ class JobQuery:
 class JobPage:
     items: list[JobOut]
     next_cursor: str | None
-
-
-def require_role(actor: Actor, role: KeyRole) -> None:
-    """Forbidden unless the actor's role includes `role`."""
-    if not actor.role.allows(role):
-        raise Forbidden(f"a {actor.role.value} key cannot do this; it needs {role.value}")
 
 
 def masked_body(spec: JobSpec) -> dict[str, Any]:
@@ -102,10 +96,11 @@ async def _out(ctx: Context, conn: Connection, job: Job) -> JobOut:
 
 async def create_job(ctx: Context, actor: Actor, project_slug: str, body: object) -> JobOut:
     """Validate and store a new job; Conflict if the slug is taken in the project."""
-    async with audited(ctx, actor, "job.create", "job:?") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, "job.create", "job:?") as (
+        conn,
+        mutation,
+        project,
+    ):
         body = load_body(body)
         if isinstance(body, dict) and isinstance(body.get("slug"), str):
             mutation.target = f"job:{body['slug'][:64]}"
@@ -154,10 +149,11 @@ async def update_job(
     ctx: Context, actor: Actor, project_slug: str, slug: str, patch: object
 ) -> JobOut:
     """Apply a JSON merge patch to a job and re-validate the whole result."""
-    async with audited(ctx, actor, "job.update", f"job:{slug}") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, "job.update", f"job:{slug}") as (
+        conn,
+        mutation,
+        project,
+    ):
         job = await _require_job(conn, project.id, slug)
         patch = load_body(patch)
         if not isinstance(patch, dict):
@@ -182,10 +178,11 @@ async def set_paused(
 ) -> JobOut:
     """Pause (no future fires) or resume (from the next slot, no catch-up) a job."""
     action = "job.pause" if paused else "job.resume"
-    async with audited(ctx, actor, action, f"job:{slug}") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, action, f"job:{slug}") as (
+        conn,
+        mutation,
+        project,
+    ):
         job = await _require_job(conn, project.id, slug)
         status = JobStatus.PAUSED if paused else JobStatus.ACTIVE
         spec = replace(job.spec, status=status)
@@ -200,10 +197,11 @@ async def set_paused(
 
 async def delete_job(ctx: Context, actor: Actor, project_slug: str, slug: str) -> None:
     """Delete a job and its whole history."""
-    async with audited(ctx, actor, "job.delete", f"job:{slug}") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, "job.delete", f"job:{slug}") as (
+        conn,
+        mutation,
+        project,
+    ):
         job = await _require_job(conn, project.id, slug)
         await job_store.delete_job(conn, job.id)
         mutation.diff = changed_fields(masked_body(job.spec), {})

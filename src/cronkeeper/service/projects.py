@@ -7,6 +7,7 @@ from datetime import datetime
 
 from cronkeeper.domain.jobs import SLUG_RULE, is_valid_slug
 from cronkeeper.domain.models import Actor, Project
+from cronkeeper.domain.states import KeyRole
 from cronkeeper.errors import FieldError, Forbidden, InvalidInput, NotFound
 from cronkeeper.store import projects as project_store
 from cronkeeper.store.engine import Connection
@@ -34,6 +35,12 @@ async def ensure_project(conn: Connection, slug: str, now: datetime) -> Project:
     if project is None:
         project = await project_store.insert_project(conn, slug, slug, new_ping_key(), now)
     return project
+
+
+def require_role(actor: Actor, role: KeyRole) -> None:
+    """Forbidden unless the actor's role includes `role`."""
+    if not actor.role.allows(role):
+        raise Forbidden(f"a {actor.role.value} key cannot do this; it needs {role.value}")
 
 
 def new_ping_key() -> str:

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from cronkeeper.domain.models import Actor, Run
-from cronkeeper.domain.states import EventType, KeyRole, RunStatus
+from cronkeeper.domain.states import EventType, RunStatus
 from cronkeeper.errors import IllegalTransition, NotFound, RateLimited
-from cronkeeper.service.audit import audited
+from cronkeeper.service.audit import project_mutation
 from cronkeeper.service.context import Context
 from cronkeeper.service.execution import count_finished_run, new_run_values
-from cronkeeper.service.jobs import require_role
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project
 from cronkeeper.service.run_schemas import (
@@ -148,10 +147,11 @@ async def trigger_job(
     source: str = "manual",
 ) -> RunOut:
     """Queue a run of the job now (rate limited per job: RateLimited with a retry delay)."""
-    async with audited(ctx, actor, "job.trigger", f"job:{slug}") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, "job.trigger", f"job:{slug}") as (
+        conn,
+        mutation,
+        project,
+    ):
         job = await job_store.get_job(conn, project.id, slug)
         if job is None:
             raise NotFound("job", slug)
@@ -185,10 +185,11 @@ async def _queue_run(
 
 async def replay_run(ctx: Context, actor: Actor, project_slug: str, run_ref: str) -> RunOut:
     """A new run of the same job with the same input (`source=replay`); the original stays."""
-    async with audited(ctx, actor, "run.replay", f"run:{run_ref[:64]}") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, "run.replay", f"run:{run_ref[:64]}") as (
+        conn,
+        mutation,
+        project,
+    ):
         original = await _require_run(conn, project.id, run_ref)
         specs = await job_store.specs_by_id(conn, [original.job_id])
         spec, _ = specs[original.job_id]
@@ -203,10 +204,11 @@ async def replay_run(ctx: Context, actor: Actor, project_slug: str, run_ref: str
 
 async def cancel_run(ctx: Context, actor: Actor, project_slug: str, run_ref: str) -> RunOut:
     """Cancel a queued, running or suspended run; a running attempt is stopped by its worker."""
-    async with audited(ctx, actor, "run.cancel", f"run:{run_ref[:64]}") as (conn, mutation):
-        project = await require_project(conn, actor, project_slug)
-        mutation.project_id = project.id
-        require_role(actor, KeyRole.WRITE)
+    async with project_mutation(ctx, actor, project_slug, "run.cancel", f"run:{run_ref[:64]}") as (
+        conn,
+        mutation,
+        project,
+    ):
         run = await _require_run(conn, project.id, run_ref)
         now = ctx.clock.now()
         started = run.started_at

@@ -25,6 +25,8 @@ from cronkeeper.store.runs import run_from_row
 from cronkeeper.store.tables import jobs, runs
 
 ACTIVE = ("queued", "running", "suspended")
+#: Candidate pages a claim looks through when runs waiting behind a busy job fill a page.
+_CLAIM_PASSES = 4
 
 
 def _skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
@@ -154,8 +156,20 @@ async def claim_runs(
     )
     if conn.dialect.name == "postgresql":
         candidates = candidates.with_for_update(of=runs, skip_locked=True)
-    rows = (await conn.execute(candidates)).all()
-    chosen, skipped = await _within_concurrency(conn, rows, limit)
+    chosen: list[uuid.UUID] = []
+    skipped: list[uuid.UUID] = []
+    seen: set[uuid.UUID] = set()
+    for _ in range(_CLAIM_PASSES):
+        query = candidates.where(runs.c.job_id.not_in(seen)) if seen else candidates
+        rows = (await conn.execute(query)).all()
+        started, dropped, waited = await _within_concurrency(conn, rows, limit - len(chosen))
+        chosen += started
+        skipped += dropped
+        # A page full of runs waiting behind their own job's limit would starve every
+        # other job: look again past the jobs of this page.
+        if not waited or len(rows) < limit * 2 or len(chosen) >= limit:
+            break
+        seen |= {row.job_id for row in rows}
     if skipped:
         await conn.execute(
             update(runs)
@@ -181,8 +195,9 @@ async def claim_runs(
 
 async def _within_concurrency(
     conn: AsyncConnection, rows: Sequence[Any], limit: int
-) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """(runs to start, runs to skip) under each job's concurrency and overlap policy."""
+) -> tuple[list[uuid.UUID], list[uuid.UUID], bool]:
+    """(runs to start, runs to skip, whether any run must wait) under each job's
+    concurrency and overlap policy."""
     job_ids = list({row.job_id for row in rows})
     if conn.dialect.name == "postgresql" and job_ids:
         await conn.execute(select(jobs.c.id).where(jobs.c.id.in_(job_ids)).with_for_update())
@@ -196,6 +211,7 @@ async def _within_concurrency(
         running = {job_id: int(n) for job_id, n in (await conn.execute(query)).all()}
     chosen: list[uuid.UUID] = []
     skipped: list[uuid.UUID] = []
+    waited = False
     for row in rows:
         busy = running.get(row.job_id, 0)
         action = overlap_action(row.spec["overlap"], int(row.spec["concurrency"]), busy)
@@ -204,7 +220,9 @@ async def _within_concurrency(
         elif action == "start" and len(chosen) < limit:
             running[row.job_id] = busy + 1
             chosen.append(row.id)
-    return chosen, skipped
+        elif action == "wait":
+            waited = True
+    return chosen, skipped, waited
 
 
 async def renew_leases(

@@ -116,6 +116,35 @@ class Schedule:
             return []
         return _take_increasing(self._candidates(after, tz), after, count)
 
+    def prev_fires(self, before: datetime, tz: ZoneInfo, count: int) -> list[datetime] | None:
+        """Up to `count` fires strictly before `before`, decreasing, in UTC; None when the
+        kind cannot be walked backwards (OnCalendar) — callers scan forward instead."""
+        if before.utcoffset() is None:
+            raise ValueError("before must be a timezone-aware datetime")
+        if self.kind == "oncalendar":
+            return None
+        if self.kind == "interval":
+            seconds = _interval_seconds(self.expression)
+            elapsed = -((_EPOCH - before) // _ONE_SECOND)  # ceil: strictly before
+            last = _EPOCH + timedelta(seconds=((elapsed - 1) // seconds) * seconds)
+            return [last - timedelta(seconds=seconds * i) for i in range(count)]
+        if self.kind != "cron":
+            return []
+        fires: list[datetime] = []
+        last = before
+        reverse = CronSim(_cron_text(self.expression), before.astimezone(tz), reverse=True)
+        try:
+            for local in reverse:
+                fire = local.astimezone(UTC)
+                if fire < last:
+                    fires.append(fire)
+                    last = fire
+                    if len(fires) == count:
+                        break
+        except (OverflowError, StopIteration):
+            pass
+        return fires
+
     def describe(self) -> str:
         """The schedule in words, e.g. "At 13:00 on Monday" or "Every 2 hours"."""
         if self.kind == "cron":

@@ -21,7 +21,7 @@ MAX_SLOTS_SCANNED = 10_000
 @dataclass(frozen=True)
 class FirePlan:
     fire: list[datetime]  # slots to turn into runs now, oldest first
-    missed: list[datetime]  # slots that are too late and are not fired
+    missed: list[datetime]  # late slots not fired (the most recent MAX_CATCH_UP at most)
     next_fire_at: datetime | None  # the first slot after now
 
 
@@ -35,27 +35,74 @@ def plan_fires(
     queue until their time. A past slot is on time while `now - slot <= start_grace`;
     on-time slots always fire. Late slots (the process was down or the job paused) fire
     only as `catch_up` says: `none` never, `latest` the most recent one, `all` up to
-    MAX_CATCH_UP of the most recent.
+    MAX_CATCH_UP of the most recent. However far behind the job is, the work is bounded:
+    late slots are found walking backwards from the cutoff, not forwards from the past.
     """
     schedule, zone = parse_schedule(spec.schedule), parse_timezone(spec.timezone)
     horizon = max(now, horizon or now)
-    grace = timedelta(seconds=spec.start_grace)
+    cutoff = now - timedelta(seconds=spec.start_grace)  # slots before this are late
+    late: list[datetime] = []
+    first: datetime | None = next_fire_at
+    if next_fire_at < cutoff:
+        recent = schedule.prev_fires(cutoff, zone, MAX_CATCH_UP)
+        if recent is None:  # cannot walk backwards: scan forwards, bounded
+            return _plan_by_scanning(spec, next_fire_at, cutoff, horizon)
+        late = sorted(slot for slot in recent if slot >= next_fire_at)
+        first = schedule.next_fire(cutoff - _TICK, zone)
+    on_time = _slots_between(spec, first, horizon)
+    fire = _with_catch_up(spec, late, on_time, now)
+    missed = [slot for slot in late if slot not in fire]
+    return FirePlan(fire=fire, missed=missed, next_fire_at=_after(spec, on_time, first, horizon))
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _slots_between(spec: JobSpec, first: datetime | None, horizon: datetime) -> list[datetime]:
+    """Slots from `first` up to `horizon` (at most MAX_SLOTS_SCANNED)."""
+    schedule, zone = parse_schedule(spec.schedule), parse_timezone(spec.timezone)
     slots: list[datetime] = []
-    slot: datetime | None = next_fire_at
+    slot = first
     while slot is not None and slot <= horizon and len(slots) < MAX_SLOTS_SCANNED:
         slots.append(slot)
         slot = schedule.next_fire(slot, zone)
-    if slot is not None and slot <= horizon:  # far behind: jump to the present
-        slot = schedule.next_fire(horizon, zone)
-    on_time = [s for s in slots if now - s <= grace]
-    late = [s for s in slots if now - s > grace]
-    fire = on_time
-    if spec.catch_up == "latest" and late:
-        fire = late[-1:] + on_time if not any(s <= now for s in on_time) else on_time
-    elif spec.catch_up == "all":
-        fire = late[-MAX_CATCH_UP:] + on_time
-    missed = [s for s in late if s not in fire]
-    return FirePlan(fire=fire, missed=missed, next_fire_at=slot)
+    return slots
+
+
+def _after(
+    spec: JobSpec, slots: list[datetime], first: datetime | None, horizon: datetime
+) -> datetime | None:
+    """The first slot after `horizon` (the job's next fire)."""
+    schedule, zone = parse_schedule(spec.schedule), parse_timezone(spec.timezone)
+    if first is None:
+        return None
+    following = schedule.next_fire(slots[-1], zone) if slots else first
+    if following is not None and following <= horizon:  # scan limit hit: jump ahead
+        following = schedule.next_fire(horizon, zone)
+    return following
+
+
+def _with_catch_up(
+    spec: JobSpec, late: list[datetime], on_time: list[datetime], now: datetime
+) -> list[datetime]:
+    if spec.catch_up == "latest" and late and not any(slot <= now for slot in on_time):
+        return late[-1:] + on_time
+    if spec.catch_up == "all":
+        return late[-MAX_CATCH_UP:] + on_time
+    return on_time
+
+
+def _plan_by_scanning(
+    spec: JobSpec, next_fire_at: datetime, cutoff: datetime, horizon: datetime
+) -> FirePlan:
+    """plan_fires for schedules that cannot walk backwards (OnCalendar)."""
+    slots = _slots_between(spec, next_fire_at, horizon)
+    late = [slot for slot in slots if slot < cutoff][-MAX_CATCH_UP:]
+    on_time = [slot for slot in slots if slot >= cutoff]
+    now = cutoff + timedelta(seconds=spec.start_grace)
+    fire = _with_catch_up(spec, late, on_time, now)
+    missed = [slot for slot in late if slot not in fire]
+    return FirePlan(fire, missed, _after(spec, slots, next_fire_at, horizon))
 
 
 OverlapAction = Literal["start", "wait", "skip"]

@@ -21,7 +21,7 @@ from cronkeeper.domain.models import DueJob, Run
 from cronkeeper.domain.outcomes import AttemptRequest, Outcome
 from cronkeeper.domain.scheduling import plan_fires
 from cronkeeper.domain.settlement import Settlement, settle
-from cronkeeper.domain.states import AttemptStatus, EventType, RunStatus
+from cronkeeper.domain.states import AttemptStatus, EventType, RunStatus, is_final
 from cronkeeper.service.context import Context
 from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
@@ -80,7 +80,7 @@ def new_run_values(
         "ordered_at": scheduled_for or now,
         "queue": spec.queue,
         "queued_at": now,
-        "finished_at": None if status is RunStatus.QUEUED else now,
+        "finished_at": now if is_final(status) else None,
         "attempts": 0,
         "max_attempts": spec.retry.max_attempts,
         "trace_id": new_trace_id(),

@@ -66,3 +66,54 @@ async def job_slugs(conn: AsyncConnection, project_id: uuid.UUID) -> dict[uuid.U
     """Slug of every job of the project."""
     query = select(jobs.c.id, jobs.c.slug).where(jobs.c.project_id == project_id)
     return {row.id: row.slug for row in await conn.execute(query)}
+
+
+async def queue_counts(
+    conn: AsyncConnection, project_id: uuid.UUID, now: datetime
+) -> dict[str, dict[str, Any]]:
+    """Per queue: runs due and waiting, runs queued for later, running, oldest due wait."""
+    due = runs.c.not_before.is_(None) | (runs.c.not_before <= now)
+    waiting_since = func.coalesce(runs.c.not_before, runs.c.queued_at)
+    query = (
+        select(
+            runs.c.queue,
+            func.count().filter(runs.c.status == "queued", due),
+            func.count().filter(runs.c.status == "queued", ~due),
+            func.count().filter(runs.c.status == "running"),
+            func.min(case((due, waiting_since))).filter(runs.c.status == "queued"),
+        )
+        .where(runs.c.project_id == project_id, runs.c.status.in_(("queued", "running")))
+        .group_by(runs.c.queue)
+    )
+    return {
+        queue: {
+            "depth": int(depth),
+            "scheduled_ahead": int(ahead),
+            "running": int(running),
+            "oldest_due": oldest,
+        }
+        for queue, depth, ahead, running, oldest in await conn.execute(query)
+    }
+
+
+async def start_latencies_ms(
+    conn: AsyncConnection, project_id: uuid.UUID, since: datetime, limit: int = 20_000
+) -> tuple[list[int], int]:
+    """(enqueue→start latencies in ms of runs started since `since`, newest first and at
+    most `limit`; how many runs finished since `since`)."""
+    waiting_since = func.coalesce(runs.c.not_before, runs.c.queued_at)
+    started = (
+        select(runs.c.started_at, waiting_since)
+        .where(runs.c.project_id == project_id, runs.c.started_at >= since)
+        .order_by(runs.c.started_at.desc())
+        .limit(limit)
+    )
+    latencies = [
+        max(0, int((start - queued).total_seconds() * 1000))
+        for start, queued in await conn.execute(started)
+        if start is not None and queued is not None
+    ]
+    finished = select(func.count()).where(
+        runs.c.project_id == project_id, runs.c.finished_at >= since
+    )
+    return latencies, int((await conn.execute(finished)).scalar_one())

@@ -1,4 +1,4 @@
-"""`/api/v1/projects/{project}/stats`"""
+"""`/api/v1/projects/{project}/stats` and `/queue`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,22 @@ from cronkeeper.api.routes.common import problems
 from cronkeeper.api.schemas import Data
 from cronkeeper.domain.durations import DurationError, parse_duration
 from cronkeeper.errors import FieldError, InvalidInput
+from cronkeeper.service import queue as queue_service
 from cronkeeper.service import stats as stats_service
+from cronkeeper.service.queue import QueueStatsOut as QueueOverview
 from cronkeeper.service.stats import StatsOut
 
-router = APIRouter(prefix="/api/v1/projects/{project}/stats", tags=["stats"])
+router = APIRouter(prefix="/api/v1/projects/{project}", tags=["stats"])
 
 
-@router.get("", responses=problems(404))
+@router.get("/queue", responses=problems(404))
+async def queue_stats(ctx: ContextDep, actor: ActorDep, project: str) -> Data[QueueOverview]:
+    """Per queue: due runs waiting (depth), runs created ahead of their slot, running runs,
+    the oldest due run's wait; over the last hour: throughput and enqueue→start latency."""
+    return Data(data=await queue_service.queue_stats(ctx, actor, project))
+
+
+@router.get("/stats", responses=problems(404))
 async def project_stats(
     ctx: ContextDep,
     actor: ActorDep,

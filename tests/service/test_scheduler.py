@@ -110,7 +110,7 @@ async def test_a_due_slot_becomes_one_queued_schedule_run_with_a_run_queued_even
     assert (run.source, run.status, run.scheduled_for) == ("schedule", "queued", at(12, 1))
     assert run.queued_at == clock.now()
     assert (run.attempts, run.max_attempts) == (0, 3)
-    events = await run_service.list_events(ctx, admin, "default", run.id)
+    events, _ = await run_service.list_events(ctx, admin, "default", run.id)
     assert [(e.sequence_num, e.type) for e in events] == [(1, "run_queued")]
     assert (await stored_job(ctx, "backup")).next_fire_at == at(12, 2)
 
@@ -194,7 +194,7 @@ async def test_a_scheduler_that_replans_an_already_fired_slot_adds_nothing(
     runs = await runs_of(ctx, admin, "backup")
     assert slots(runs) == [at(12, 1), at(12, 2)]
     for run in runs:
-        events = await run_service.list_events(ctx, admin, "default", run.id)
+        events, _ = await run_service.list_events(ctx, admin, "default", run.id)
         assert [e.type for e in events] == ["run_queued"]
     assert (await stored_job(ctx, "backup")).next_fire_at == at(12, 3)
 
@@ -227,7 +227,7 @@ async def test_overlap_skip_records_a_skipped_run_while_one_is_in_flight(
     assert second.scheduled_for == at(12, 2)
     assert second.attempts == 0
     assert second.finished_at is not None
-    events = await run_service.list_events(ctx, admin, "default", second.id)
+    events, _ = await run_service.list_events(ctx, admin, "default", second.id)
     assert events[-1].message is not None
     assert "skipped" in events[-1].message
     await finish(ctx, running)

@@ -121,7 +121,7 @@ async def until_status(
 
 
 async def event_types(ctx: Context, admin: Actor, run_id: str) -> list[str]:
-    events = await run_service.list_events(ctx, admin, "default", run_id)
+    events, _ = await run_service.list_events(ctx, admin, "default", run_id)
     assert [e.sequence_num for e in events] == list(range(1, len(events) + 1))
     return [e.type for e in events]
 
@@ -246,7 +246,7 @@ async def test_a_python_job_gets_its_payload_and_its_log_lines_become_events(
     assert attempt.body_preview is not None
     assert '"rows": 3' in attempt.body_preview
     assert '"payload": {"since": "yesterday"}' in attempt.body_preview
-    events = await run_service.list_events(live, admin, "default", run.id)
+    events, _ = await run_service.list_events(live, admin, "default", run.id)
     assert [(e.type, e.message) for e in events if e.type == "log"] == [("log", "counting users")]
     assert run.payload["input"] == {"since": "yesterday"}
 
@@ -393,7 +393,7 @@ async def test_stopping_past_the_drain_timeout_puts_a_long_command_back_in_the_q
     assert run.node is None
     assert run.attempt_details == []
     assert process_gone(int(pid_file.read_text()))
-    events = await run_service.list_events(live, admin, "default", queued.id)
+    events, _ = await run_service.list_events(live, admin, "default", queued.id)
     assert events[-1].type == "log"
     assert events[-1].message is not None and "released" in events[-1].message
 

@@ -337,3 +337,9 @@ def test_overlap_decides_only_once_concurrency_is_used_up(
     overlap: str, concurrency: int, running: int, expected: str
 ) -> None:
     assert overlap_action(overlap, concurrency, running) == expected
+
+
+def test_runs_somebody_asked_for_wait_their_turn_instead_of_being_skipped() -> None:
+    assert overlap_action("skip", 1, 1, scheduled=True) == "skip"
+    assert overlap_action("skip", 1, 1, scheduled=False) == "wait"
+    assert overlap_action("skip", 1, 0, scheduled=False) == "start"

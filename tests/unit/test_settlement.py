@@ -232,7 +232,17 @@ def test_a_failure_without_a_reason_is_recorded_as_unknown() -> None:
 def test_a_single_attempt_job_fails_on_its_first_failure() -> None:
     once = replace(SPEC, retry=RetryPolicy(max_attempts=1))
 
-    assert settle(run_on_attempt(1), once, EXIT_1, NOW, never).status is RunStatus.FAILED
+    decision = settle(run_on_attempt(1, max_attempts=1), once, EXIT_1, NOW, never)
+
+    assert decision.status is RunStatus.FAILED
+
+
+def test_a_run_keeps_the_attempt_budget_it_was_queued_with_when_the_policy_changes() -> None:
+    raised = replace(SPEC, retry=RetryPolicy(max_attempts=5))
+
+    decision = settle(run_on_attempt(3, max_attempts=3), raised, EXIT_1, NOW, never)
+
+    assert decision.status is RunStatus.FAILED
 
 
 def test_a_very_long_error_is_cut_in_the_attempt_event_but_kept_on_the_run() -> None:

@@ -108,10 +108,13 @@ def _plan_by_scanning(
 OverlapAction = Literal["start", "wait", "skip"]
 
 
-def overlap_action(overlap: str, concurrency: int, running: int) -> OverlapAction:
+def overlap_action(
+    overlap: str, concurrency: int, running: int, *, scheduled: bool = True
+) -> OverlapAction:
     """What a due run does when its job already has `running` runs in flight: start;
     wait in the queue (`queue` at the limit); or be skipped (`skip` at the limit).
-    `allow` always starts."""
+    `allow` always starts. Runs somebody asked for (manual, replay, trigger) are never
+    skipped: at the limit they wait their turn."""
     if overlap == "allow" or running < concurrency:
         return "start"
-    return "skip" if overlap == "skip" else "wait"
+    return "skip" if overlap == "skip" and scheduled else "wait"

@@ -7,7 +7,7 @@ one transaction (attempt row, events, run state).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,11 +44,13 @@ def settle(
         done: EventEntry = (EventType.RUN_SUCCEEDED, f"succeeded on attempt {attempt}", {})
         return Settlement(RunStatus.SUCCEEDED, events=[summary, done])
     reason = outcome.failure_reason.value if outcome.failure_reason else "unknown"
-    if should_retry(outcome, attempt, spec.retry):
-        delay = backoff_delay(attempt, spec.retry, random, outcome.retry_after)
+    # The run's max_attempts was fixed when it was queued; a later policy edit keeps it.
+    policy = replace(spec.retry, max_attempts=run.max_attempts)
+    if should_retry(outcome, attempt, policy):
+        delay = backoff_delay(attempt, policy, random, outcome.retry_after)
         retry = (
             EventType.RETRY_SCHEDULED,
-            f"attempt {attempt + 1} of {spec.retry.max_attempts} in {delay:.2f}s",
+            f"attempt {attempt + 1} of {policy.max_attempts} in {delay:.2f}s",
             {"delay_s": round(delay, 3), "next_attempt": attempt + 1},
         )
         return Settlement(

@@ -129,13 +129,21 @@ async def get_run(ctx: Context, actor: Actor, project_slug: str, run_ref: str) -
 
 
 async def list_events(
-    ctx: Context, actor: Actor, project_slug: str, run_ref: str, after: int = 0
-) -> list[EventOut]:
-    """A run's events in sequence order (after the given sequence number)."""
+    ctx: Context,
+    actor: Actor,
+    project_slug: str,
+    run_ref: str,
+    after: int = 0,
+    limit: int = 500,
+) -> tuple[list[EventOut], int | None]:
+    """A page of a run's events in sequence order after `after`, and the sequence number to
+    continue from (None on the last page)."""
     async with ctx.db.read() as conn:
         project = await require_project(conn, actor, project_slug)
         run = await _require_run(conn, project.id, run_ref)
-        return [event_out(e) for e in await run_store.list_events(conn, run.id, after)]
+        found = await run_store.list_events(conn, run.id, after, limit + 1)
+    page = [event_out(event) for event in found[:limit]]
+    return page, page[-1].sequence_num if len(found) > limit else None
 
 
 async def trigger_job(

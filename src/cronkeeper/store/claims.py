@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -144,14 +144,14 @@ async def claim_runs(
     concurrency check per job.
     """
     candidates = (
-        select(runs.c.id, runs.c.job_id, jobs.c.spec)
+        select(runs.c.id, runs.c.job_id, runs.c.source, jobs.c.spec)
         .join(jobs, jobs.c.id == runs.c.job_id)
         .where(
             runs.c.status == "queued",
             runs.c.queue.in_(list(queues)),
             (runs.c.not_before.is_(None)) | (runs.c.not_before <= now),
         )
-        .order_by(runs.c.not_before, runs.c.created_at)
+        .order_by(func.coalesce(runs.c.not_before, runs.c.created_at), runs.c.created_at)
         .limit(limit * 2)
     )
     if conn.dialect.name == "postgresql":
@@ -214,7 +214,12 @@ async def _within_concurrency(
     waited = False
     for row in rows:
         busy = running.get(row.job_id, 0)
-        action = overlap_action(row.spec["overlap"], int(row.spec["concurrency"]), busy)
+        action = overlap_action(
+            row.spec["overlap"],
+            int(row.spec["concurrency"]),
+            busy,
+            scheduled=row.source == "schedule",
+        )
         if action == "skip":
             skipped.append(row.id)
         elif action == "start" and len(chosen) < limit:
@@ -267,7 +272,14 @@ async def release_run(conn: AsyncConnection, run_id: uuid.UUID, node: str) -> bo
     result = await conn.execute(
         update(runs)
         .where(runs.c.id == run_id, runs.c.status == "running", runs.c.node == node)
-        .values(status="queued", node=None, lease_expires_at=None, attempts=runs.c.attempts - 1)
+        .values(
+            status="queued",
+            node=None,
+            lease_expires_at=None,
+            attempts=runs.c.attempts - 1,
+            # a first attempt that never finished did not start the run
+            started_at=case((runs.c.attempts <= 1, None), else_=runs.c.started_at),
+        )
     )
     return result.rowcount == 1
 

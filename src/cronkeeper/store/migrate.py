@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from cronkeeper.store.engine import Database
 
@@ -22,9 +22,16 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+#: PostgreSQL advisory lock held while migrating, so processes starting together on a
+#: fresh database migrate one after the other instead of racing to create the tables.
+MIGRATION_LOCK = 7_253_901_115
+
+
 async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema to `revision` (idempotent)."""
+    """Bring the schema to `revision` (idempotent; safe with several processes at once)."""
     async with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(_run, "upgrade", revision)
 
 

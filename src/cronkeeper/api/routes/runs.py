@@ -73,10 +73,14 @@ async def list_events(
     project: str,
     run_id: str,
     after: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    cursor: Annotated[str | None, Query(max_length=12, pattern=r"^[0-9]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Data[Page[EventOut]]:
-    """The run's event log in `sequence_num` order; `after` continues from a sequence number."""
-    events = await run_service.list_events(ctx, actor, project, run_id, after)
-    return Data(data=Page(items=events, next_cursor=None))
+    """The run's event log in `sequence_num` order; `after` (or the `next_cursor` of the
+    previous page as `cursor`) continues from a sequence number."""
+    start = int(cursor) if cursor else after
+    events, more = await run_service.list_events(ctx, actor, project, run_id, start, limit)
+    return Data(data=Page(items=events, next_cursor=None if more is None else str(more)))
 
 
 @router.post("/runs/{run_id}/replay", status_code=201, responses=problems(404))

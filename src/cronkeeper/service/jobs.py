@@ -18,7 +18,8 @@ from cronkeeper.service.audit import project_mutation
 from cronkeeper.service.context import Context
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project
-from cronkeeper.service.schemas import JobOut, LastRunOut, load_body, parse_job_body
+from cronkeeper.service.schemas import JobOut, LastRunOut, parse_job_body
+from cronkeeper.service.validation import load_body
 from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store.engine import Connection

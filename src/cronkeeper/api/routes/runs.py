@@ -13,7 +13,7 @@ from cronkeeper.api.schemas import Data, Page
 from cronkeeper.errors import FieldError, InvalidInput
 from cronkeeper.service import runs as run_service
 from cronkeeper.service.run_schemas import EventOut, RunDetailOut, RunOut
-from cronkeeper.service.schemas import load_body
+from cronkeeper.service.validation import load_body
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["runs"])
 

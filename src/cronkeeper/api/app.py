@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +15,9 @@ from starlette.responses import JSONResponse
 from cronkeeper import __version__
 from cronkeeper.api import problems
 from cronkeeper.api.routes import audit, jobs, ops, runs, stats
+from cronkeeper.api.routes.pings import ping_mount
 from cronkeeper.domain.ratelimit import TokenBuckets
+from cronkeeper.service import pings
 from cronkeeper.service.context import Context
 from cronkeeper.service.schemas import TARGET_MODELS, JobIn, target_json_schema
 
@@ -22,16 +26,25 @@ log = logging.getLogger("cronkeeper.api")
 
 def create_app(ctx: Context, *, auth_failures_per_minute: int = 20) -> FastAPI:
     """The API application; `ctx` carries the database, clock and public URL."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await pings.drain(ctx)  # answered pings are committed; write the queued ones too
+
     app = FastAPI(
         title="Cronkeeper",
         version=__version__,
         description="Cron runtime and run ledger. Authenticate with `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
     )
     app.state.context = ctx
     app.state.auth_failures = TokenBuckets(
         capacity=auth_failures_per_minute, per_second=auth_failures_per_minute / 60
     )
     problems.install(app)
+    # The ping endpoints are plain Starlette routes, matched before any FastAPI route.
+    app.router.routes.insert(0, ping_mount(ctx))
     for module in (ops, jobs, runs, stats, audit):
         app.include_router(module.router)
 

@@ -18,6 +18,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from cronkeeper.store.writer import GroupWriter
+
 #: The connection type services pass to store functions (they never import sqlalchemy).
 Connection = AsyncConnection
 
@@ -41,6 +43,8 @@ class Database:
             name=name, skip_locked=name == "postgresql", listen_notify=name == "postgresql"
         )
         self._write_lock = asyncio.Lock() if name == "sqlite" else None
+        #: Group commit for the hot write paths (pings): many writes, one transaction.
+        self.writer = GroupWriter(self.write)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -66,6 +70,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        """Write what the group writer still holds, then close every connection."""
+        await self.writer.close()
         await self.engine.dispose()
 
 

@@ -1,0 +1,185 @@
+"""The rows one batch of pings writes, built ping by ping in arrival order.
+
+`PingBatch` keeps the pinged jobs' open runs current while it goes, so a start and its
+finish in the same batch pair up exactly as they would in two transactions; a run both
+started and finished within the batch is inserted once, already final. `write` then
+issues a fixed handful of statements, whatever the number of pings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from cronkeeper.domain.ids import uuid7
+from cronkeeper.domain.pings import (
+    Closing,
+    OpenRun,
+    Ping,
+    PingAction,
+    PingedJob,
+    close_run,
+    matching_run,
+    superseded_runs,
+)
+from cronkeeper.domain.states import EventType, RunSource, RunStatus
+from cronkeeper.store import claims
+from cronkeeper.store import pings as ping_store
+from cronkeeper.store import runs as run_store
+from cronkeeper.store.engine import Connection
+
+EventRow = tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]
+
+
+def _superseded_message(rid: str | None) -> str:
+    if rid is None:
+        return (
+            "superseded: a newer start ping without a rid arrived before this run reported "
+            "its end (without a rid only the latest start is timed)"
+        )
+    return f"superseded: a newer start ping with the same rid ({rid}) arrived"
+
+
+class PingBatch:
+    def __init__(self, open_runs: dict[uuid.UUID, list[OpenRun]]) -> None:
+        self.open = open_runs  # job id → its running heartbeat runs, kept current
+        self.new_runs: dict[uuid.UUID, dict[str, Any]] = {}  # run id → `runs` row
+        self.closings: dict[uuid.UUID, dict[str, Any]] = {}  # stored run id → closing values
+        self.attempts: list[dict[str, Any]] = []
+        self.events: list[EventRow] = []
+        self.last_runs: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest finished run
+        self.newest: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest run of this batch
+
+    async def add(
+        self, conn: Connection, job: PingedJob, ping: Ping
+    ) -> tuple[uuid.UUID | None, Closing | None]:
+        """Decide one ping: (the run it touched, how it closed that run if it did)."""
+        if ping.action is PingAction.START:
+            return self._start(job, ping), None
+        if ping.finishes:
+            return self._finish(job, ping)
+        return await self._log(conn, job, ping), None
+
+    def _start(self, job: PingedJob, ping: Ping) -> uuid.UUID:
+        open_runs = self.open.setdefault(job.id, [])
+        for run in superseded_runs(open_runs, ping.rid):
+            open_runs.remove(run)
+            message = _superseded_message(ping.rid)
+            self._close(run.id, RunStatus.CANCELLED, ping.at, _millis(ping.at, run.started_at))
+            self._set(run.id, error=message)
+            self.events.append((run.id, EventType.RUN_CANCELLED.value, ping.at, message, None))
+        run_id = self._new_run(job, ping)
+        open_runs.append(OpenRun(run_id, ping.rid, ping.at))
+        self._event(run_id, ping, EventType.ATTEMPT_STARTED, "start ping received")
+        if ping.body:
+            self.events.append((run_id, EventType.LOG.value, ping.at, ping.body, {"level": "info"}))
+        return run_id
+
+    def _finish(self, job: PingedJob, ping: Ping) -> tuple[uuid.UUID, Closing]:
+        open_runs = self.open.setdefault(job.id, [])
+        run = matching_run(open_runs, ping.rid)
+        closing = close_run(ping, run.started_at if run else None)
+        if run is None:
+            run_id, started_at = self._new_run(job, ping), ping.at
+        else:
+            open_runs.remove(run)
+            run_id, started_at = run.id, run.started_at
+        self._close(run_id, closing.status, ping.at, closing.duration_ms)
+        self._set(run_id, failure_reason=_value(closing.failure_reason), error=closing.error)
+        self.attempts.append(
+            {
+                "run_id": run_id,
+                "number": 1,
+                "status": closing.attempt_status.value,
+                "failure_reason": _value(closing.failure_reason),
+                "exit_code": closing.exit_code,
+                "latency_ms": closing.duration_ms,
+                "body_preview": ping.body or None,
+                "started_at": started_at,
+                "finished_at": ping.at,
+            }
+        )
+        (attempt_event, said), *rest = closing.events
+        self._event(run_id, ping, attempt_event, said)
+        self.events += [(run_id, kind.value, ping.at, message, None) for kind, message in rest]
+        self.last_runs[job.id] = run_id
+        return run_id, closing
+
+    async def _log(self, conn: Connection, job: PingedJob, ping: Ping) -> uuid.UUID | None:
+        """A log line goes to the open run with the ping's rid, else to the job's newest
+        run; a job that never ran has nowhere to keep it."""
+        run = matching_run(self.open.get(job.id, []), ping.rid)
+        run_id = run.id if run else self.newest.get(job.id)
+        if run_id is None:
+            run_id = await ping_store.latest_run_id(conn, job.id)
+        if run_id is not None:
+            data = {"level": "info", **_client(ping)}
+            message = ping.body or "log ping received (empty body)"
+            self.events.append((run_id, EventType.LOG.value, ping.at, message, data))
+        return run_id
+
+    def _new_run(self, job: PingedJob, ping: Ping) -> uuid.UUID:
+        run_id = uuid7(ping.at)
+        self.new_runs[run_id] = {
+            "id": run_id,
+            "project_id": job.project_id,
+            "job_id": job.id,
+            "source": RunSource.HEARTBEAT.value,
+            "status": RunStatus.RUNNING.value,
+            "queue": job.queue,
+            "started_at": ping.at,
+            "finished_at": None,
+            "duration_ms": None,
+            "attempts": 1,
+            "max_attempts": 1,
+            "failure_reason": None,
+            "error": None,
+            "ping_rid": ping.rid,
+            "created_at": ping.at,
+            "ordered_at": ping.at,
+        }
+        self.newest[job.id] = run_id
+        return run_id
+
+    def _close(
+        self, run_id: uuid.UUID, status: RunStatus, at: datetime, duration_ms: int | None
+    ) -> None:
+        self._set(run_id, status=status.value, finished_at=at, duration_ms=duration_ms)
+
+    def _set(self, run_id: uuid.UUID, **values: Any) -> None:
+        """Change a run of this batch's insert, or the closing of a stored run."""
+        if run_id in self.new_runs:
+            self.new_runs[run_id].update(values)
+            return
+        closing = self.closings.setdefault(
+            run_id, {"id": run_id, **dict.fromkeys(ping_store.CLOSING_COLUMNS)}
+        )
+        closing.update(values)
+
+    def _event(self, run_id: uuid.UUID, ping: Ping, kind: EventType, message: str) -> None:
+        self.events.append((run_id, kind.value, ping.at, message, _client(ping) or None))
+
+    async def write(self, conn: Connection) -> None:
+        """Write every row of the batch: a fixed number of statements."""
+        await ping_store.insert_runs(conn, list(self.new_runs.values()))
+        await ping_store.close_runs(conn, list(self.closings.values()))
+        await run_store.insert_attempts(conn, self.attempts)
+        await run_store.append_events_many(conn, self.events)
+        await claims.set_last_runs(conn, list(self.last_runs.items()))
+
+
+def _client(ping: Ping) -> dict[str, Any]:
+    """Who sent the ping (method, address, user agent) and its rid, for the event."""
+    data: dict[str, Any] = dict(ping.client)
+    if ping.rid is not None:
+        data["rid"] = ping.rid
+    return data
+
+
+def _millis(end: datetime, start: datetime) -> int:
+    return max(0, int((end - start).total_seconds() * 1000))
+
+
+def _value(reason: Any) -> str | None:
+    return None if reason is None else str(reason.value)

@@ -1,0 +1,153 @@
+"""Group commit for the hot write paths (pings, events): DESIGN §4 "Writes".
+
+Callers `submit` an item together with the batch function that writes it. One writer
+task per process takes everything queued (up to `max_batch` items), runs the batch
+functions in ONE write transaction, commits, and only then resolves each caller: an
+answer means the write is durable. Under load, the items that arrive while a
+transaction commits form the next batch, so the cost of a commit is shared without
+waiting on a timer.
+
+Contract of a batch function `apply(conn, items) -> results`: one result per item, in
+order; a result that is an exception is raised to that item's caller, and the function
+must have written nothing for that item. If `apply` (or the commit) raises, nothing of
+the batch was written: each item is then retried alone in its own transaction, so only
+the item at fault fails.
+
+The task is started by the first `submit` (the HTTP tests run the app without its
+lifespan) and stopped by `close`, which first writes whatever is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = logging.getLogger("cronkeeper.writer")
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+#: Writes a batch of items on one connection; see the module docstring for the contract.
+BatchFunction = Callable[[AsyncConnection, list[Item]], Awaitable[Sequence[Result | Exception]]]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    apply: BatchFunction[Any, Any]
+    item: Any
+    waiter: asyncio.Future[Any]
+
+
+class GroupWriter:
+    """The single writer task of a process: batches submitted writes into shared
+    transactions opened with `begin_write` (the Database's write discipline)."""
+
+    def __init__(
+        self,
+        begin_write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        max_batch: int = 500,
+    ) -> None:
+        self._begin_write = begin_write
+        self.max_batch = max_batch
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        #: Committed write transactions and the items they acknowledged (observability, tests).
+        self.transactions = 0
+        self.items = 0
+
+    async def submit(self, apply: BatchFunction[Item, Result], item: Item) -> Result:
+        """Queue `item` and wait until the transaction that wrote it has committed.
+
+        Raises what `apply` reported for the item, or the error that rolled it back. A
+        caller cancelled before its batch started is dropped, never written.
+        """
+        waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(apply, item, waiter))
+        self._ensure_started()
+        self._wakeup.set()
+        return await waiter
+
+    async def close(self) -> None:
+        """Write everything queued, then stop the task (a later `submit` starts it again)."""
+        task = self._task
+        if task is None:
+            return
+        if task.get_loop() is not asyncio.get_running_loop():
+            self._task = None  # its loop is gone (a test's loop); nothing can be waiting
+            return
+        self._closing = True
+        self._wakeup.set()
+        try:
+            await task
+        finally:
+            if self._task is task:
+                self._task, self._closing = None, False
+
+    def _ensure_started(self) -> None:
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            return
+        self._wakeup, self._closing = asyncio.Event(), False
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="group-writer")
+
+    async def _run(self) -> None:
+        while True:
+            while self._queue:
+                count = min(len(self._queue), self.max_batch)
+                batch = [self._queue.popleft() for _ in range(count)]
+                await self._write([entry for entry in batch if not entry.waiter.done()])
+            if self._closing:
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        """Write a batch in one transaction and answer its callers; on failure, retry each
+        item alone so that one bad item cannot fail the others."""
+        if not batch:
+            return
+        try:
+            results = await self._transaction(batch)
+        except Exception as error:
+            if len(batch) == 1:
+                _answer(batch[0], error)
+                return
+            log.warning("group commit of %d writes failed (%s); retrying each", len(batch), error)
+            for entry in batch:
+                await self._write([entry])
+            return
+        self.transactions += 1
+        self.items += len(batch)
+        for entry, result in zip(batch, results, strict=True):
+            _answer(entry, result)
+
+    async def _transaction(self, batch: list[_Pending]) -> list[Any]:
+        groups: dict[BatchFunction[Any, Any], list[int]] = {}
+        for position, entry in enumerate(batch):
+            groups.setdefault(entry.apply, []).append(position)
+        results: list[Any] = [None] * len(batch)
+        async with self._begin_write() as conn:
+            for apply, positions in groups.items():
+                answers = await apply(conn, [batch[p].item for p in positions])
+                if len(answers) != len(positions):
+                    raise RuntimeError(f"{apply!r} answered {len(answers)} of {len(positions)}")
+                for position, answer in zip(positions, answers, strict=True):
+                    results[position] = answer
+        return results
+
+
+def _answer(entry: _Pending, result: Any) -> None:
+    if entry.waiter.done():  # the caller gave up (cancelled) meanwhile
+        return
+    if isinstance(result, Exception):
+        entry.waiter.set_exception(result)
+    else:
+        entry.waiter.set_result(result)

@@ -392,3 +392,18 @@ async def test_deleting_a_job_deletes_its_runs_and_their_events(
     assert len(await runs_of(ctx, admin, "keeper")) == 3
     clock.set(at(12, 4, 10))
     assert await Scheduler(ctx).run_once() == 1  # only the job that is left
+
+
+async def test_a_scheduled_heartbeat_is_watched_not_fired(
+    ctx: Context, clock: FakeClock, admin: Actor
+) -> None:
+    async with ctx.db.write() as conn:
+        await ensure_project(conn, "default", clock.now())
+    body = {"slug": "nightly-backup", "kind": "heartbeat", "schedule": "* * * * *"}
+    job = await job_service.create_job(ctx, admin, "default", body)
+    clock.advance(600)
+
+    created = await Scheduler(ctx).run_once()
+
+    assert created == 0
+    assert job.next_fires  # the expected pings are still shown

@@ -8,7 +8,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from cronkeeper.domain.jobs import JobSpec, changed_fields, is_valid_slug, merge_patch
+from cronkeeper.domain.jobs import (
+    EXECUTED_KINDS,
+    JobSpec,
+    changed_fields,
+    is_valid_slug,
+    merge_patch,
+)
 from cronkeeper.domain.masking import mask_target, unmask_target
 from cronkeeper.domain.models import Actor, Job, RunSummary
 from cronkeeper.domain.schedules import parse_schedule, parse_timezone
@@ -48,8 +54,9 @@ def masked_body(spec: JobSpec) -> dict[str, Any]:
 
 
 def next_fire(spec: JobSpec, after: datetime) -> datetime | None:
-    """When an active job is next due; None for paused or unscheduled jobs."""
-    if spec.status is JobStatus.PAUSED or not spec.schedule:
+    """When the scheduler next fires an active job; None for paused or unscheduled jobs,
+    and for heartbeats, which run elsewhere (the monitor watches their schedule)."""
+    if spec.status is JobStatus.PAUSED or not spec.schedule or spec.kind not in EXECUTED_KINDS:
         return None
     return parse_schedule(spec.schedule).next_fire(after, parse_timezone(spec.timezone))
 

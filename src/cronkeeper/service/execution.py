@@ -80,6 +80,7 @@ def new_run_values(
         "ordered_at": scheduled_for or now,
         "queue": spec.queue,
         "queued_at": now,
+        "not_before": scheduled_for or now,  # the claim order (an index) has no NULLs
         "finished_at": now if is_final(status) else None,
         "attempts": 0,
         "max_attempts": spec.retry.max_attempts,
@@ -119,11 +120,9 @@ async def fire_due_slots(ctx: Context, limit: int = 2000, lookahead: timedelta =
 
 
 def _slot_run(job: DueJob, slot: datetime, now: datetime) -> dict[str, Any]:
-    values = new_run_values(
+    return new_run_values(
         job.project_id, job.id, job.spec, source="schedule", now=now, scheduled_for=slot
     )
-    values["not_before"] = slot
-    return values
 
 
 SKIPPED_MESSAGE = (
@@ -136,8 +135,8 @@ async def claim_runs(
 ) -> list[ClaimedRun]:
     """Claim up to `limit` due queued runs for this node and open their attempts; due runs
     that their job's overlap policy drops are recorded as skipped."""
-    now = ctx.clock.now()
     async with ctx.db.write() as conn:
+        now = ctx.clock.now()  # after the write lock: started_at is when the run really starts
         claim = await claims.claim_runs(
             conn,
             node=node,
@@ -211,15 +210,22 @@ async def record_outcomes(
     """Record attempts and move each run on (done, retry later, or failed), all in one
     transaction (group commit). A None in the result: that run was no longer ours
     (cancelled or reaped meanwhile) and its outcome was dropped."""
-    now = ctx.clock.now()
     decisions: list[Settlement | None] = []
     attempts, events, last_runs, counted = [], [], [], []
     async with ctx.db.write() as conn:
-        for item in finished:
+        now = ctx.clock.now()
+        planned = [
+            (item, settle(item.claimed.run, item.claimed.spec, item.outcome, now, random))
+            for item in finished
+        ]
+        values = {
+            item.claimed.run.id: _run_values(item.claimed.run, decision, item.outcome, now)
+            for item, decision in planned
+        }
+        ours = await claims.finish_runs(conn, node, values)
+        for item, decision in planned:
             run = item.claimed.run
-            decision = settle(run, item.claimed.spec, item.outcome, now, random)
-            values = _run_values(run, decision, item.outcome, now)
-            if not await claims.finish_run(conn, run.id, node, values):
+            if run.id not in ours:
                 decisions.append(None)
                 continue
             decisions.append(decision)
@@ -233,12 +239,12 @@ async def record_outcomes(
             ]
             if decision.final:
                 last_runs.append((run.job_id, run.id))
-                counted.append((item.claimed, decision.status, values))
+                counted.append((item.claimed, decision.status, values[run.id]))
         await run_store.insert_attempts(conn, attempts)
         await run_store.append_events_many(conn, events)
         await claims.set_last_runs(conn, last_runs)
-    for claimed, status, values in counted:
-        count_finished_run(ctx, claimed.project, claimed.spec.slug, status, values)
+    for claimed, status, run_values in counted:
+        count_finished_run(ctx, claimed.project, claimed.spec.slug, status, run_values)
     return decisions
 
 
@@ -258,23 +264,27 @@ def count_finished_run(
 
 
 def _run_values(run: Run, decision: Settlement, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """Every column a finished attempt sets on its run (the same keys whatever the outcome,
+    so a batch of them is one executemany)."""
+    drift = None
+    if run.scheduled_for is not None and run.started_at is not None:
+        drift = int((run.started_at - run.scheduled_for).total_seconds() * 1000)
     values: dict[str, Any] = {
         "status": decision.status.value,
         "failure_reason": decision.failure_reason,
         "error": decision.error,
         "payload": _stored_payload(run, outcome),
+        "drift_ms": drift,
+        "lease_expires_at": None,
     }
-    if run.scheduled_for is not None and run.started_at is not None:
-        values["drift_ms"] = int((run.started_at - run.scheduled_for).total_seconds() * 1000)
     if decision.final:
         started = run.started_at or now
+        duration = int((now - started).total_seconds() * 1000)
         values.update(
-            finished_at=now,
-            lease_expires_at=None,
-            duration_ms=int((now - started).total_seconds() * 1000),
+            finished_at=now, duration_ms=duration, node=run.node, not_before=run.not_before
         )
-    else:
-        values.update(node=None, lease_expires_at=None, not_before=decision.not_before)
+    else:  # back to the queue until the retry is due
+        values.update(finished_at=None, duration_ms=None, node=None, not_before=decision.not_before)
     return values
 
 

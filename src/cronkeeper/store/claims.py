@@ -143,19 +143,19 @@ async def claim_runs(
     LOCKED keeps them off each other's rows and the job row lock serialises the
     concurrency check per job.
     """
+    # Served by ix_runs_queued (queue, not_before, created_at): no sort, no join.
     candidates = (
-        select(runs.c.id, runs.c.job_id, runs.c.source, jobs.c.spec)
-        .join(jobs, jobs.c.id == runs.c.job_id)
+        select(runs.c.id, runs.c.job_id, runs.c.source)
         .where(
             runs.c.status == "queued",
             runs.c.queue.in_(list(queues)),
             (runs.c.not_before.is_(None)) | (runs.c.not_before <= now),
         )
-        .order_by(func.coalesce(runs.c.not_before, runs.c.created_at), runs.c.created_at)
+        .order_by(runs.c.not_before, runs.c.created_at)
         .limit(limit * 2)
     )
     if conn.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(of=runs, skip_locked=True)
+        candidates = candidates.with_for_update(skip_locked=True)
     chosen: list[uuid.UUID] = []
     skipped: list[uuid.UUID] = []
     seen: set[uuid.UUID] = set()
@@ -201,8 +201,14 @@ async def _within_concurrency(
     job_ids = list({row.job_id for row in rows})
     if conn.dialect.name == "postgresql" and job_ids:
         await conn.execute(select(jobs.c.id).where(jobs.c.id.in_(job_ids)).with_for_update())
+    policies: dict[uuid.UUID, tuple[str, int]] = {}
     running: dict[uuid.UUID, int] = {}
     if job_ids:
+        specs = select(jobs.c.id, jobs.c.spec).where(jobs.c.id.in_(job_ids))
+        policies = {
+            row.id: (row.spec["overlap"], int(row.spec["concurrency"]))
+            for row in await conn.execute(specs)
+        }
         query = (
             select(runs.c.job_id, func.count())
             .where(runs.c.job_id.in_(job_ids), runs.c.status == "running")
@@ -214,12 +220,8 @@ async def _within_concurrency(
     waited = False
     for row in rows:
         busy = running.get(row.job_id, 0)
-        action = overlap_action(
-            row.spec["overlap"],
-            int(row.spec["concurrency"]),
-            busy,
-            scheduled=row.source == "schedule",
-        )
+        overlap, concurrency = policies.get(row.job_id, ("skip", 1))
+        action = overlap_action(overlap, concurrency, busy, scheduled=row.source == "schedule")
         if action == "skip":
             skipped.append(row.id)
         elif action == "start" and len(chosen) < limit:
@@ -249,19 +251,38 @@ async def renew_leases(
     return {row.id for row in result}
 
 
-async def finish_run(
-    conn: AsyncConnection, run_id: uuid.UUID, node: str | None, values: dict[str, Any]
-) -> bool:
-    """Set a running run's final (or re-queued) state, only if it is still ours.
+async def finish_runs(
+    conn: AsyncConnection, node: str | None, values: dict[uuid.UUID, dict[str, Any]]
+) -> set[uuid.UUID]:
+    """Set the new state of many running runs at once (`values`: run id → columns, the
+    same keys for every run); only runs still running on `node` are changed. Returns
+    their ids.
 
-    Race: a cancel or a lease reap that got there first wins; the caller then drops
-    its outcome instead of overwriting the final state.
+    Race: a cancel or a lease reap that got there first wins — those runs are not in the
+    result and their outcome is dropped. On PostgreSQL the rows are locked first; on
+    SQLite the write transaction already excludes every other writer.
     """
-    condition = [runs.c.id == run_id, runs.c.status == "running"]
+    if not values:
+        return set()
+    still = select(runs.c.id).where(runs.c.id.in_(list(values)), runs.c.status == "running")
     if node is not None:
-        condition.append(runs.c.node == node)
-    result = await conn.execute(update(runs).where(*condition).values(**values))
-    return result.rowcount == 1
+        still = still.where(runs.c.node == node)
+    if conn.dialect.name == "postgresql":
+        still = still.with_for_update()
+    ours = {row.id for row in await conn.execute(still)}
+    if ours:
+        columns = next(iter(values.values())).keys()
+        statement = (
+            update(runs)
+            .where(runs.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        params = [
+            {"b_id": run_id, **{f"b_{name}": value for name, value in values[run_id].items()}}
+            for run_id in ours
+        ]
+        await conn.execute(statement, params)
+    return ours
 
 
 async def release_run(conn: AsyncConnection, run_id: uuid.UUID, node: str) -> bool:

@@ -149,7 +149,7 @@ async def claim_runs(
         .where(
             runs.c.status == "queued",
             runs.c.queue.in_(list(queues)),
-            (runs.c.not_before.is_(None)) | (runs.c.not_before <= now),
+            runs.c.not_before <= now,  # every queued run has one (its slot, or when queued)
         )
         .order_by(runs.c.not_before, runs.c.created_at)
         .limit(limit * 2)

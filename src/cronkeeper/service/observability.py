@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from cronkeeper.service.context import Context
 from cronkeeper.store import runs as run_store
 
@@ -17,4 +19,5 @@ async def metrics_exposition(ctx: Context) -> bytes:
         ctx.metrics.queue_depth.labels(queue).set(depth)
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         ctx.metrics.queue_oldest_age.labels(queue).set(max(0.0, age))
-    return ctx.metrics.exposition()
+    # Rendering many series takes a while: do it off the event loop the runtime shares.
+    return await asyncio.to_thread(ctx.metrics.exposition)

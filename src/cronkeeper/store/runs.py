@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, RowMapping, delete, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.models import Attempt, Event, Run
@@ -70,19 +70,26 @@ async def list_runs(conn: AsyncConnection, where: RunFilter) -> list[Run]:
     column = _sort_column(where)
     query = select(runs).where(*_conditions(where, column))
     if where.after is not None:
-        value, run_id = where.after
-        before = or_(column < value, and_(column == value, runs.c.id < run_id))
-        later = or_(column > value, and_(column == value, runs.c.id > run_id))
-        query = query.where(before if where.descending else later)
+        # A row-value comparison, so the (job_id | project_id, column, id) index serves
+        # deep pages with a range scan instead of filtering every earlier row.
+        position = tuple_(column, runs.c.id)
+        after = tuple_(
+            literal(where.after[0], type_=column.type),
+            literal(where.after[1], type_=runs.c.id.type),
+        )
+        query = query.where(position < after if where.descending else position > after)
     order = (column.desc(), runs.c.id.desc()) if where.descending else (column, runs.c.id)
     rows = (await conn.execute(query.order_by(*order).limit(where.limit))).mappings()
     return [run_from_row(row) for row in rows]
 
 
 def _conditions(where: RunFilter, column: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
-    conditions = [runs.c.project_id == where.project_id]
+    # One job's runs are all in its project: filtering on both would steer SQLite to the
+    # project index instead of the job's.
     if where.job_id is not None:
-        conditions.append(runs.c.job_id == where.job_id)
+        conditions = [runs.c.job_id == where.job_id]
+    else:
+        conditions = [runs.c.project_id == where.project_id]
     if where.status:
         conditions.append(runs.c.status == where.status)
     if where.source:

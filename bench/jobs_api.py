@@ -10,6 +10,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import httpx
 
@@ -67,5 +68,8 @@ async def run(jobs: int = 2000, reads: int = 300) -> list[str]:
     ]
 
 
-def main() -> list[str]:
-    return asyncio.run(run())
+SCALES = {"full": {"jobs": 2000, "reads": 300}, "small": {"jobs": 100, "reads": 30}}
+
+
+def main(args: Any = None) -> list[str]:
+    return asyncio.run(run(**SCALES[getattr(args, "scale", "full")]))

@@ -100,8 +100,7 @@ class Schedule:
 
     def next_fire(self, after: datetime, tz: ZoneInfo) -> datetime | None:
         """The first fire strictly after `after`, in UTC; None when there is none."""
-        fires = self.next_fires(after, tz, 1)
-        return fires[0] if fires else None
+        return _cached_next_fire(self, after, tz)
 
     def next_fires(self, after: datetime, tz: ZoneInfo, count: int) -> list[datetime]:
         """Up to `count` fires strictly after `after`, increasing, in UTC.
@@ -163,6 +162,14 @@ class Schedule:
         if self.kind == "oncalendar":
             return _oncalendar_fires(self.expression, after.astimezone(tz))
         return iter(())
+
+
+@lru_cache(maxsize=65_536)
+def _cached_next_fire(schedule: Schedule, after: datetime, tz: ZoneInfo) -> datetime | None:
+    """Many jobs share an expression and a slot (10,000 jobs due at the same second ask
+    the same question): compute each answer once."""
+    fires = schedule.next_fires(after, tz, 1)
+    return fires[0] if fires else None
 
 
 @lru_cache(maxsize=8192)

@@ -65,7 +65,7 @@ def main(args: Any = None) -> list[str]:
             load = harness.LoadMeter(*server.pids, sink.process.pid).start()
             prof_path = harness.profile_path("burst")
             if profile:
-                _sleep_until(slot - timedelta(seconds=0.5))
+                harness.sleep_until(slot - timedelta(seconds=0.5))
                 harness.start_profile(server, prof_path, duration=min(budget, 90))
             progress, finished_at = _watch(db, slot, n, budget)
             cpu_used = (harness.cpu_seconds(server.pid) or 0.0) - cpu_before
@@ -97,15 +97,9 @@ def main(args: Any = None) -> list[str]:
     return lines
 
 
-def _sleep_until(moment: Any) -> None:
-    delay = (moment - harness.utc_now()).total_seconds()
-    if delay > 0:
-        time.sleep(delay)
-
-
 def _watch(db: str, slot: Any, n: int, budget: float) -> tuple[list[str], float | None]:
     """Poll the ledger once a second until all N runs are final (or the budget is spent)."""
-    _sleep_until(slot)
+    harness.sleep_until(slot)
     started = time.monotonic()
     progress: list[str] = []
     marks = {5.0, 10.0, 30.0, 60.0}

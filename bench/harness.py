@@ -450,6 +450,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def sleep_until(moment: datetime) -> None:
+    """Block until the wall clock reaches `moment` (UTC)."""
+    delay = (moment - utc_now()).total_seconds()
+    if delay > 0:
+        time.sleep(delay)
+
+
 def whole_second_after(seconds: float) -> datetime:
     moment = utc_now() + timedelta(seconds=seconds)
     return moment.replace(microsecond=0) + timedelta(seconds=1)

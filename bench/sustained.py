@@ -59,7 +59,7 @@ def main(args: Any = None) -> list[str]:
                 f"  server ready in {ready or float('nan'):.2f} s; first slot "
                 f"{head:.1f} s after ready"
             )
-            _sleep_until(first)
+            harness.sleep_until(first)
             load = harness.LoadMeter(*server.pids, sink.process.pid).start()
             cpu0, sink_cpu0 = harness.cpu_seconds(server.pid), harness.cpu_seconds(sink.process.pid)
             prof_path = harness.profile_path("sustained")
@@ -67,12 +67,12 @@ def main(args: Any = None) -> list[str]:
                 warm = min(10.0, duration / 4)
                 time.sleep(warm)
                 harness.start_profile(server, prof_path, duration=min(30.0, duration - warm))
-            _sleep_until(end)
+            harness.sleep_until(end)
             cpu = (harness.cpu_seconds(server.pid) or 0) - (cpu0 or 0)
             sink_cpu = (harness.cpu_seconds(sink.process.pid) or 0) - (sink_cpu0 or 0)
             rss = harness.rss_mb(server.pid)
             noise = load.note()
-            _sleep_until(end + timedelta(seconds=settle))
+            harness.sleep_until(end + timedelta(seconds=settle))
             result = _read(db, first, end, n, duration)
             deliveries = sink.stats(lateness="1", runs="1")
             gaps = harness.dispatch_gaps(
@@ -95,12 +95,6 @@ def main(args: Any = None) -> list[str]:
             lines.append(f"  profile of the server in steady state (py-spy, {prof_path}):")
             lines += summarise(prof_path)
     return lines
-
-
-def _sleep_until(moment: Any) -> None:
-    delay = (moment - harness.utc_now()).total_seconds()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _read(db: str, first: Any, end: Any, n: int, duration: int) -> dict[str, Any]:

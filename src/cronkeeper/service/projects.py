@@ -5,10 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from cronkeeper.domain.jobs import SLUG_RULE, is_valid_slug
 from cronkeeper.domain.models import Actor, Project
 from cronkeeper.domain.states import KeyRole
 from cronkeeper.errors import FieldError, Forbidden, InvalidInput, NotFound
+from cronkeeper.service.context import Context
 from cronkeeper.store import projects as project_store
 from cronkeeper.store.engine import Connection
 
@@ -46,3 +49,27 @@ def require_role(actor: Actor, role: KeyRole) -> None:
 def new_ping_key() -> str:
     """An unguessable per-project key for slug-based ping URLs."""
     return secrets.token_urlsafe(16)
+
+
+class ProjectOut(BaseModel):
+    slug: str
+    name: str
+    retention_days: int
+    ping_key: str | None  # shown to write and admin keys only: it can create heartbeat jobs
+    ping_url_prefix: str | None  # {base_url}/ping/{ping_key}: append /<job-slug>
+    created_at: datetime
+
+
+async def get_project(ctx: Context, actor: Actor, slug: str) -> ProjectOut:
+    """The project's settings and (for write/admin keys) its ping key."""
+    async with ctx.db.read() as conn:
+        project = await require_project(conn, actor, slug)
+    key = project.ping_key if actor.role.allows(KeyRole.WRITE) else None
+    return ProjectOut(
+        slug=project.slug,
+        name=project.name,
+        retention_days=project.retention_days,
+        ping_key=key,
+        ping_url_prefix=f"{ctx.base_url}/ping/{key}" if key else None,
+        created_at=project.created_at,
+    )

@@ -1,4 +1,4 @@
-"""`/api/v1/projects/{project}/stats` and `/queue`."""
+"""`/api/v1/projects/{project}` itself, its `/stats` and its `/queue`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ from cronkeeper.api.routes.common import problems
 from cronkeeper.api.schemas import Data
 from cronkeeper.domain.durations import DurationError, parse_duration
 from cronkeeper.errors import FieldError, InvalidInput
+from cronkeeper.service import projects as project_service
 from cronkeeper.service import queue as queue_service
 from cronkeeper.service import stats as stats_service
+from cronkeeper.service.projects import ProjectOut
 from cronkeeper.service.queue import QueueStatsOut as QueueOverview
 from cronkeeper.service.stats import StatsOut
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["stats"])
+
+
+@router.get("", responses=problems(404))
+async def get_project(ctx: ContextDep, actor: ActorDep, project: str) -> Data[ProjectOut]:
+    """The project: name, retention, and (for write/admin keys) its ping key, which forms
+    the slug-based ping URLs `/ping/{ping_key}/{job-slug}`."""
+    return Data(data=await project_service.get_project(ctx, actor, project))
 
 
 @router.get("/queue", responses=problems(404))

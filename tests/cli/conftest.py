@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +56,21 @@ class Result:
 class Project:
     slug: str
     key: str
+
+
+def ok(result: Result) -> Result:
+    """The result of a command that succeeded: exit 0, nothing on stderr, no colours."""
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert ANSI_ESCAPE not in result.out
+    return result
+
+
+def data(result: Result) -> Any:
+    """The `data` of a `--json` answer (the API envelope and nothing else)."""
+    envelope = json.loads(ok(result).out)
+    assert set(envelope) == {"data"}
+    return envelope["data"]
 
 
 def free_port() -> int:

@@ -17,6 +17,8 @@ from .conftest import (
     assert_one_error_line,
     clean_env,
     create_key,
+    data,
+    ok,
     run_process,
 )
 
@@ -25,19 +27,6 @@ CREATE_WEB_JOB = (
     *("--target-url", "https://example.com/x", "-H", "Authorization: Bearer s3cret"),
     *("--tag", "web"),
 )
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, result.err
-    assert result.err == ""
-    assert ANSI_ESCAPE not in result.out
-    return result
-
-
-def data(result: Result) -> Any:
-    envelope = json.loads(ok(result).out)
-    assert set(envelope) == {"data"}
-    return envelope["data"]
 
 
 def show(jobs: Cli, slug: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from .conftest import (
-    ANSI_ESCAPE,
     CRONKEEPER,
     Cli,
     Project,
@@ -24,6 +23,8 @@ from .conftest import (
     Server,
     assert_one_error_line,
     clean_env,
+    data,
+    ok,
 )
 
 FINAL = {"succeeded", "failed", "cancelled", "skipped", "missed"}
@@ -38,19 +39,6 @@ DESIGN_COLUMNS = [
     "DRIFT",
     "FAILURE",
 ]
-
-
-def ok(result: Result) -> Result:
-    assert result.code == 0, result.err
-    assert result.err == ""
-    assert ANSI_ESCAPE not in result.out
-    return result
-
-
-def data(result: Result) -> Any:
-    envelope = json.loads(ok(result).out)
-    assert set(envelope) == {"data"}
-    return envelope["data"]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from cronkeeper.domain.models import Actor
 from cronkeeper.service.context import Context
 from cronkeeper.service.projects import require_project
+from cronkeeper.store import jobs as job_store
 from cronkeeper.store import stats as stats_store
 
 
@@ -47,7 +48,7 @@ async def project_stats(ctx: Context, actor: Actor, project_slug: str, since: da
         counts = await stats_store.status_counts(conn, project.id, since)
         durations = await stats_store.percentiles(conn, project.id, since, "duration_ms")
         drifts = await stats_store.percentiles(conn, project.id, since, "drift_ms")
-        slugs = await stats_store.job_slugs(conn, project.id)
+        slugs = await job_store.slugs_by_id(conn, list(counts))
     rows = [
         _job_stats(slugs.get(job_id, "?"), by_status, durations.get(job_id), drifts.get(job_id))
         for job_id, by_status in counts.items()

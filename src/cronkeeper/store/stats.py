@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronkeeper.store.tables import jobs, runs
+from cronkeeper.store.tables import runs
 
 FINAL = ("succeeded", "failed", "cancelled", "missed", "skipped")
 
@@ -60,12 +60,6 @@ async def percentiles(
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
-
-
-async def job_slugs(conn: AsyncConnection, project_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    """Slug of every job of the project."""
-    query = select(jobs.c.id, jobs.c.slug).where(jobs.c.project_id == project_id)
-    return {row.id: row.slug for row in await conn.execute(query)}
 
 
 async def queue_counts(

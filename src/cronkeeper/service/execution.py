@@ -322,7 +322,7 @@ async def reap_lost_runs(ctx: Context, random: Callable[[], float], limit: int =
     async with ctx.db.read() as conn:
         lost = await claims.expired_leases(conn, now, limit)
         specs = await job_store.specs_by_id(conn, list({run.job_id for run in lost}))
-    reaped = 0
+    by_node: dict[str | None, list[Finished]] = {}
     for run in lost:
         if run.job_id not in specs:
             continue
@@ -332,11 +332,12 @@ async def reap_lost_runs(ctx: Context, random: Callable[[], float], limit: int =
             error_class="cronkeeper.NodeLost",
             error=f"node {run.node} stopped renewing its lease (crashed or hung)",
         )
-        claimed = ClaimedRun(run, *specs[run.job_id])
-        decision = await record_outcome(
-            ctx, claimed, outcome, node=run.node, random=random, started_at=run.started_at or now
-        )
-        reaped += decision is not None
+        finished = Finished(ClaimedRun(run, *specs[run.job_id]), outcome, run.started_at or now)
+        by_node.setdefault(run.node, []).append(finished)
+    reaped = 0
+    for node, items in by_node.items():  # one transaction per lost node
+        decisions = await record_outcomes(ctx, items, node=node, random=random)
+        reaped += sum(decision is not None for decision in decisions)
     return reaped
 
 

@@ -101,7 +101,7 @@ def _schema(sync_conn: Connection) -> dict[str, Any]:
     inspector = inspect(sync_conn)
     indexes = {
         index["name"]: index
-        for table in ("runs", "jobs", "flips", "notifications")
+        for table in ("runs", "jobs", "alerts", "notifications")
         for index in inspector.get_indexes(table)
     }
     uniques = {u["name"]: u["column_names"] for u in inspector.get_unique_constraints("runs")}
@@ -122,7 +122,7 @@ PARTIAL_INDEXES = {
     "ix_runs_running_lease": (["lease_expires_at"], "status = 'running'"),
     "ix_jobs_next_fire": (["next_fire_at"], "status = 'active'"),
     "ix_jobs_deadline": (["deadline_at"], "status = 'active'"),
-    "ix_flips_unprocessed": (["created_at"], "processed_at IS NULL"),
+    "ix_alerts_pending": (["deliver_at"], "processed_at IS NULL"),
     "ix_notifications_pending": (["next_attempt_at"], "status = 'pending'"),
 }
 

@@ -181,7 +181,9 @@ async def test_the_same_slug_in_another_project_is_accepted(ctx: Context) -> Non
 
 
 async def test_a_job_in_a_project_that_does_not_exist_is_refused(ctx: Context) -> None:
-    ghost = Project(uuid.uuid4(), "ghost", "Ghost", 30, "ping-ghost", ctx.clock.now())
+    ghost = Project(
+        uuid.uuid4(), "ghost", "Ghost", 30, "ping-ghost", "badge-ghost", ctx.clock.now()
+    )
     with pytest.raises(IntegrityError):
         await add_job(ctx, ghost, http_spec("backup"))
     assert await count(ctx, jobs) == 0

@@ -31,6 +31,7 @@ async def insert_projects(conn: AsyncConnection, slugs: list[str]) -> Sequence[s
                 slug=slug,
                 name=slug,
                 ping_key=f"key-{slug}",
+                badge_key=f"badge-{slug}",
                 created_at=func.now(),
             )
         )

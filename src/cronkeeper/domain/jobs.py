@@ -43,6 +43,10 @@ class AlertPolicy:
     failure_threshold: int = 1
     recovery_threshold: int = 1
     realert_every: float | None = None
+    delay: float = 0.0  # a down alert waits this long; recovery within it cancels it
+    depends_on: tuple[str, ...] = ()  # job slugs: while one is down, this job is not alerted
+    flap_threshold: int | None = 6  # more flips than this within flap_window → flapping
+    flap_window: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class JobSpec:
         body["tags"] = list(self.tags)
         body["retry"]["retry_on_statuses"] = list(self.retry.retry_on_statuses)
         body["alerts"]["channels"] = list(self.alerts.channels)
+        body["alerts"]["depends_on"] = list(self.alerts.depends_on)
         return body
 
     @classmethod
@@ -87,8 +92,9 @@ class JobSpec:
         if "retry_on_statuses" in retry:
             retry["retry_on_statuses"] = tuple(retry["retry_on_statuses"])
         alerts = dict(values.pop("alerts", None) or {})
-        if "channels" in alerts:
-            alerts["channels"] = tuple(alerts["channels"])
+        for listed in ("channels", "depends_on"):
+            if listed in alerts:
+                alerts[listed] = tuple(alerts[listed])
         values["kind"] = JobKind(values["kind"])
         values["status"] = JobStatus(values.get("status", "active"))
         values["tags"] = tuple(values.get("tags", ()))
@@ -112,6 +118,8 @@ def check_job_spec(spec: JobSpec) -> list[FieldError]:
         errors.append(FieldError("retry.max_backoff", "must be at least retry.backoff"))
     if spec.alerts.realert_every is not None and spec.alerts.realert_every < 60:
         errors.append(FieldError("alerts.realert_every", "must be at least 60 seconds"))
+    if spec.slug in spec.alerts.depends_on:
+        errors.append(FieldError("alerts.depends_on", "a job cannot depend on itself"))
     return errors
 
 

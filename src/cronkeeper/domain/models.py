@@ -18,6 +18,7 @@ class Project:
     name: str
     retention_days: int
     ping_key: str
+    badge_key: str
     created_at: datetime
 
 

@@ -47,7 +47,7 @@ def require_role(actor: Actor, role: KeyRole) -> None:
 
 
 def new_ping_key() -> str:
-    """An unguessable per-project key for slug-based ping URLs."""
+    """An unguessable per-project key (slug-based ping URLs, public badge URLs)."""
     return secrets.token_urlsafe(16)
 
 

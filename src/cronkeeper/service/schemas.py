@@ -178,6 +178,10 @@ class AlertsIn(Strict):
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 1
     recovery_threshold: Annotated[int, Field(ge=1, le=100)] = 1
     realert_every: OptionalDuration = None
+    delay: Duration = 0.0
+    depends_on: Annotated[list[Slug], Field(max_length=20)] = []
+    flap_threshold: Annotated[int | None, Field(ge=2, le=1000)] = 6
+    flap_window: Duration = 3600.0
 
 
 def _check_schedule(value: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 
@@ -19,6 +20,7 @@ def _project(row: RowMapping) -> Project:
         name=row["name"],
         retention_days=row["retention_days"],
         ping_key=row["ping_key"],
+        badge_key=row["badge_key"],
         created_at=row["created_at"],
     )
 
@@ -30,15 +32,22 @@ async def get_project(conn: AsyncConnection, slug: str) -> Project | None:
 
 
 async def insert_project(
-    conn: AsyncConnection, slug: str, name: str, ping_key: str, now: datetime
+    conn: AsyncConnection,
+    slug: str,
+    name: str,
+    ping_key: str,
+    now: datetime,
+    badge_key: str | None = None,
 ) -> Project:
-    """Insert a project (the caller checked the slug is free)."""
+    """Insert a project (the caller checked the slug is free); a random badge key unless
+    one is given."""
     values = {
         "id": uuid.uuid4(),
         "slug": slug,
         "name": name,
         "retention_days": 30,
         "ping_key": ping_key,
+        "badge_key": badge_key or secrets.token_urlsafe(16),
         "created_at": now,
     }
     await conn.execute(projects.insert().values(**values))

@@ -49,6 +49,7 @@ projects = Table(
     Column("name", String(200), nullable=False),
     Column("retention_days", Integer, nullable=False, server_default="30"),
     Column("ping_key", String(64), nullable=False, unique=True),
+    Column("badge_key", String(64), nullable=False, unique=True),  # public, read-only badges
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -95,6 +96,11 @@ jobs = Table(
     Column("ping_uuid", Uuid, unique=True),
     Column("next_fire_at", UTCDateTime),  # the scheduler's due-time index
     Column("deadline_at", UTCDateTime),  # the monitor's next check
+    Column("state_since", UTCDateTime),  # when monitor_state last changed (its flip)
+    Column("fail_streak", Integer, nullable=False, server_default="0"),
+    Column("ok_streak", Integer, nullable=False, server_default="0"),
+    Column("realert_at", UTCDateTime),  # next "still down" reminder while down
+    Column("flapping_since", UTCDateTime),  # set while the job flips too often
     Column("last_run_id", Uuid),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -243,14 +249,39 @@ flips = Table(
     Column("reason", String(64), nullable=False),
     Column("run_id", Uuid),
     Column("created_at", UTCDateTime, nullable=False),  # back-dated to the exact deadline
-    Column("processed_at", UTCDateTime),  # set when the notifier has taken it
+    # why this flip alerts nobody: maintenance, depends_on, during_outage, flapping, paused
+    Column("suppressed_reason", String(32)),
     Index("ix_flips_job_created", "job_id", "created_at"),
+)
+
+# The notifier's queue: one row per message the monitor wants sent about a job (a flip
+# to down or up, a "still down" reminder, a flapping notice). `deliver_at` is the flip
+# time plus the job's alert delay; a down alert whose job is up again by then is
+# cancelled, not sent.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("flip_id", ForeignKey("flips.id", ondelete="CASCADE")),
+    Column("run_id", Uuid),
+    Column("event", String(16), nullable=False),  # down | up | flapping
+    Column("reminder", Boolean, nullable=False, server_default="0"),  # realert_every
+    Column("reason", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("deliver_at", UTCDateTime, nullable=False),
+    Column("processed_at", UTCDateTime),
+    Column("outcome", String(16)),  # sent | cancelled | no_channels
     Index(
-        "ix_flips_unprocessed",
-        "created_at",
+        "ix_alerts_pending",
+        "deliver_at",
         sqlite_where=text("processed_at IS NULL"),
         postgresql_where=text("processed_at IS NULL"),
     ),
+    Index("ix_alerts_job_created", "job_id", "created_at"),
 )
 
 channels = Table(
@@ -272,9 +303,10 @@ notifications = Table(
     "notifications",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("flip_id", ForeignKey("flips.id", ondelete="CASCADE")),
+    Column("alert_id", ForeignKey("alerts.id", ondelete="CASCADE")),  # null: a test message
     Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
     Column("event", String(16), nullable=False),
+    Column("payload", JSONType),  # what was (or will be) sent, secrets masked
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("error", Text),
@@ -289,6 +321,38 @@ notifications = Table(
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
     ),
+)
+
+# A period in which jobs are not alerted (`mute`) or, for jobs we run, not fired
+# (`skip`: their slots become `skipped` runs). One-off (`starts_at`..`ends_at`) or
+# recurring (`schedule` + `duration_s` in `timezone`). `job_slugs`/`tags` narrow it;
+# both empty means every job of the project.
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("mode", String(16), nullable=False),  # mute | skip
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+    Column("schedule", String(200)),
+    Column("duration_s", Integer),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("job_slugs", JSONType, nullable=False),
+    Column("tags", JSONType, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("project_id", "name"),
+)
+
+# Small facts the processes share: the monitor's last tick (to see our own outages), the
+# dashboard's session-signing secret.
+system_values = Table(
+    "system_values",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 audit_log = Table(

@@ -18,6 +18,8 @@ class Wakeups:
 
     runs_queued: asyncio.Event = field(default_factory=asyncio.Event)
     jobs_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    alerts_pending: asyncio.Event = field(default_factory=asyncio.Event)  # monitor → notifier
+    runs_finished: asyncio.Event = field(default_factory=asyncio.Event)  # → monitor
 
 
 def _trigger_limits() -> TokenBuckets:

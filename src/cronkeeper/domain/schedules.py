@@ -144,6 +144,10 @@ class Schedule:
             pass
         return fires
 
+    def period(self) -> int | None:
+        """Seconds between fires of an `every …` interval; None for every other kind."""
+        return _interval_seconds(self.expression) if self.kind == "interval" else None
+
     def describe(self) -> str:
         """The schedule in words, e.g. "At 13:00 on Monday" or "Every 2 hours"."""
         if self.kind == "cron":

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from cronkeeper.domain.failures import explain
+from cronkeeper.domain.durations import format_duration
+from cronkeeper.domain.failures import FailureReason, explain
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import Run
 from cronkeeper.domain.outcomes import Outcome
@@ -40,28 +41,51 @@ def settle(
     """Decide the run's next state after attempt number `run.attempts` ended with `outcome`."""
     attempt = run.attempts
     summary = _attempt_event(outcome, attempt)
+    elapsed = (now - run.started_at).total_seconds() if run.started_at else 0.0
     if outcome.succeeded:
+        if spec.min_runtime is not None and elapsed < spec.min_runtime:
+            error = (
+                f"finished in {format_duration(elapsed)}, under its min_runtime of "
+                f"{format_duration(spec.min_runtime)}"
+            )
+            return _failed(summary, FailureReason.TOO_FAST.value, error)
         done: EventEntry = (EventType.RUN_SUCCEEDED, f"succeeded on attempt {attempt}", {})
         return Settlement(RunStatus.SUCCEEDED, events=[summary, done])
     reason = outcome.failure_reason.value if outcome.failure_reason else "unknown"
+    out_of_time = _out_of_time(spec, elapsed)
     # The run's max_attempts was fixed when it was queued; a later policy edit keeps it.
     policy = replace(spec.retry, max_attempts=run.max_attempts)
-    if should_retry(outcome, attempt, policy):
+    if out_of_time is None and should_retry(outcome, attempt, policy):
         delay = backoff_delay(attempt, policy, random, outcome.retry_after)
-        retry = (
-            EventType.RETRY_SCHEDULED,
-            f"attempt {attempt + 1} of {policy.max_attempts} in {delay:.2f}s",
-            {"delay_s": round(delay, 3), "next_attempt": attempt + 1},
-        )
-        return Settlement(
-            RunStatus.QUEUED,
-            now + timedelta(seconds=delay),
-            reason,
-            outcome.error,
-            [summary, retry],
-        )
+        out_of_time = _out_of_time(spec, elapsed + delay)
+        if out_of_time is None:
+            retry = (
+                EventType.RETRY_SCHEDULED,
+                f"attempt {attempt + 1} of {policy.max_attempts} in {delay:.2f}s",
+                {"delay_s": round(delay, 3), "next_attempt": attempt + 1},
+            )
+            return Settlement(
+                RunStatus.QUEUED,
+                now + timedelta(seconds=delay),
+                reason,
+                outcome.error,
+                [summary, retry],
+            )
+    if out_of_time is not None:  # the run's time is up: no (further) retry
+        return _failed(summary, FailureReason.MAX_RUNTIME.value, f"{out_of_time}; {outcome.error}")
+    return _failed(summary, reason, outcome.error)
+
+
+def _failed(summary: EventEntry, reason: str, error: str | None) -> Settlement:
     failed = (EventType.RUN_FAILED, f"failed: {reason} — {explain(reason)}", {"reason": reason})
-    return Settlement(RunStatus.FAILED, None, reason, outcome.error, [summary, failed])
+    return Settlement(RunStatus.FAILED, None, reason, error, [summary, failed])
+
+
+def _out_of_time(spec: JobSpec, elapsed: float) -> str | None:
+    """Why the run may not go on (its `max_runtime` is spent by `elapsed`), or None."""
+    if spec.max_runtime is None or elapsed < spec.max_runtime:
+        return None
+    return f"max_runtime of {format_duration(spec.max_runtime)} reached"
 
 
 def _attempt_event(outcome: Outcome, attempt: int) -> EventEntry:

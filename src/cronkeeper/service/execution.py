@@ -35,6 +35,7 @@ class ClaimedRun:
     run: Run
     spec: JobSpec
     project: str
+    claimed_at: datetime | None = None  # when this attempt was claimed
 
     def attempt_request(self) -> AttemptRequest:
         """The executor's input for the run's current attempt."""
@@ -45,13 +46,22 @@ class ClaimedRun:
             job_name=self.spec.name,
             kind=self.spec.kind.value,
             target=self.spec.target or {},
-            timeout=self.spec.timeout,
+            timeout=attempt_timeout(self.spec, self.run, self.claimed_at),
             attempt=self.run.attempts,
             max_attempts=self.run.max_attempts,
             scheduled_for=self.run.scheduled_for,
             traceparent=f"00-{self.run.trace_id or new_trace_id()}-{secrets.token_hex(8)}-01",
             payload=self.run.payload.get("input") if isinstance(self.run.payload, dict) else None,
         )
+
+
+def attempt_timeout(spec: JobSpec, run: Run, claimed_at: datetime | None) -> float:
+    """The attempt's timeout: the job's, cut short where the run's `max_runtime` (counted
+    from its first attempt, retries and backoff included) ends sooner."""
+    if spec.max_runtime is None or run.started_at is None or claimed_at is None:
+        return spec.timeout
+    left = spec.max_runtime - (claimed_at - run.started_at).total_seconds()
+    return max(0.001, min(spec.timeout, left))
 
 
 def new_trace_id() -> str:
@@ -160,7 +170,11 @@ async def claim_runs(
             for run in claim.claimed
         ]
         await run_store.append_events_many(conn, events)
-    return [ClaimedRun(run, *specs[run.job_id]) for run in claim.claimed if run.job_id in specs]
+    return [
+        ClaimedRun(run, *specs[run.job_id], claimed_at=now)
+        for run in claim.claimed
+        if run.job_id in specs
+    ]
 
 
 async def next_queued_at(ctx: Context, queues: list[str]) -> datetime | None:
@@ -245,6 +259,8 @@ async def record_outcomes(
         await claims.set_last_runs(conn, last_runs)
     for claimed, status, run_values in counted:
         count_finished_run(ctx, claimed.project, claimed.spec.slug, status, run_values)
+    if any(status is not RunStatus.SUCCEEDED for _, status, _ in counted):
+        ctx.wakeups.runs_finished.set()  # the monitor looks at failures at once
     return decisions
 
 

@@ -18,7 +18,7 @@ from cronkeeper.domain.jobs import (
 from cronkeeper.domain.masking import mask_target, unmask_target
 from cronkeeper.domain.models import Actor, Job, RunSummary
 from cronkeeper.domain.schedules import parse_schedule, parse_timezone
-from cronkeeper.domain.states import JobKind, JobStatus
+from cronkeeper.domain.states import JobKind, JobStatus, MonitorState
 from cronkeeper.errors import FieldError, InvalidInput, NotFound
 from cronkeeper.service.audit import project_mutation
 from cronkeeper.service.context import Context
@@ -28,6 +28,7 @@ from cronkeeper.service.schemas import JobOut, LastRunOut, parse_job_body
 from cronkeeper.service.validation import load_body
 from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
+from cronkeeper.store import monitor as monitor_store
 from cronkeeper.store.engine import Connection
 
 
@@ -196,7 +197,11 @@ async def set_paused(
         spec = replace(job.spec, status=status)
         now = ctx.clock.now()
         await claims.discard_future_runs(conn, job.id, now)  # slots are planned again
-        updated = await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
+        await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
+        if job.spec.status is not status:  # paused → `paused`; resumed → `new`, as in Healthchecks
+            old, new = job.monitor_state, MonitorState.PAUSED if paused else MonitorState.NEW
+            await monitor_store.set_state(conn, job.id, old, new, now, action)
+        updated = await _require_job(conn, project.id, slug)
         mutation.diff = changed_fields({"status": job.spec.status.value}, {"status": status.value})
         result = await _out(ctx, conn, updated)
     ctx.wakeups.jobs_changed.set()

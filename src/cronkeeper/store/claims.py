@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, delete, func, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import DueJob, Run
+from cronkeeper.domain.monitor import POKE
 from cronkeeper.domain.scheduling import overlap_action
 from cronkeeper.store.runs import run_from_row
 from cronkeeper.store.tables import jobs, runs
@@ -29,7 +30,7 @@ ACTIVE = ("queued", "running", "suspended")
 _CLAIM_PASSES = 4
 
 
-def _skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
+def skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
     if conn.dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
@@ -47,7 +48,7 @@ async def due_jobs(conn: AsyncConnection, horizon: datetime, limit: int) -> list
         .order_by(jobs.c.next_fire_at)
         .limit(limit)
     )
-    rows = (await conn.execute(_skip_locked(conn, query))).all()
+    rows = (await conn.execute(skip_locked(conn, query))).all()
     return [DueJob(r.id, r.project_id, JobSpec.from_body(r.spec), r.next_fire_at) for r in rows]
 
 
@@ -331,7 +332,7 @@ async def expired_leases(conn: AsyncConnection, now: datetime, limit: int) -> li
         .order_by(runs.c.lease_expires_at)
         .limit(limit)
     )
-    rows = (await conn.execute(_skip_locked(conn, query))).mappings()
+    rows = (await conn.execute(skip_locked(conn, query))).mappings()
     return [run_from_row(row) for row in rows]
 
 
@@ -343,11 +344,23 @@ async def set_last_run(conn: AsyncConnection, job_id: uuid.UUID, run_id: uuid.UU
 async def set_last_runs(
     conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
 ) -> None:
-    """Point each job at its newest finished run, in one statement."""
+    """Point each job at its newest finished run, in one statement; poke the monitor
+    (deadline POKE) where the run can change the job's monitor state: it did not
+    succeed, or the job is not `up`. Successes of an `up` job cost the monitor nothing."""
     if pairs:
+        finished = runs.alias("finished")
+        unsuccessful = (
+            select(finished.c.id)
+            .where(finished.c.id == bindparam("b_run"), finished.c.status != "succeeded")
+            .exists()
+        )
+        may_flip = or_(jobs.c.monitor_state != "up", unsuccessful)
         statement = (
             update(jobs)
             .where(jobs.c.id == bindparam("b_job"))
-            .values(last_run_id=bindparam("b_run"))
+            .values(
+                last_run_id=bindparam("b_run"),
+                deadline_at=case((may_flip, POKE), else_=jobs.c.deadline_at),
+            )
         )
         await conn.execute(statement, [{"b_job": job, "b_run": run} for job, run in pairs])

@@ -1,0 +1,72 @@
+"""The monitor loop: check the jobs whose deadline has come, and notice our own outages.
+
+Each pass checks every due job (`service.monitor.check`, in batches), then sleeps until
+the earliest deadline (at most `max_sleep`, so pokes from other processes are seen), or
+until a run finishes in this process. Every `tick_every` it records that a monitor is
+alive; a gap longer than `service.monitor.OUTAGE_GAP` since the last record (this
+process was down, or its loop was stuck) is remembered as our own outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from cronkeeper.runtime.waiting import wait_for_any
+from cronkeeper.service import monitor
+from cronkeeper.service.context import Context
+
+log = logging.getLogger("cronkeeper.monitor")
+
+
+class Monitor:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        batch: int = 200,
+        max_sleep: float = 0.5,
+        tick_every: float = 5.0,
+    ) -> None:
+        self.ctx, self.batch, self.max_sleep = ctx, batch, max_sleep
+        self.tick_every = timedelta(seconds=tick_every)
+        self.last_tick: datetime | None = None
+        self.checked = 0
+
+    async def run_once(self) -> int:
+        """Record a tick when one is due, then check every due job."""
+        now = self.ctx.clock.now()
+        if self.last_tick is None or now - self.last_tick >= self.tick_every:
+            gap = await monitor.record_tick(self.ctx)
+            if gap is not None:
+                log.warning("no monitor ran from %s to %s: slots in between are ours", *gap)
+            self.last_tick = now
+        checked = 0
+        while True:
+            count = await monitor.check(self.ctx, self.batch)
+            checked += count
+            if count < self.batch:
+                break
+        self.checked += checked
+        return checked
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Check due jobs until `stopping` is set."""
+        finished = self.ctx.wakeups.runs_finished
+        while not stopping.is_set():
+            finished.clear()
+            try:
+                await self.run_once()
+                delay = await self._until_next_deadline()
+            except Exception:  # a passing database error must not stop monitoring
+                log.exception("monitor pass failed; retrying")
+                delay = self.max_sleep
+            await wait_for_any(self.ctx.clock, delay, stopping, finished)
+
+    async def _until_next_deadline(self) -> float:
+        due = await monitor.next_deadline(self.ctx)
+        if due is None:
+            return self.max_sleep
+        seconds = (due - self.ctx.clock.now()).total_seconds()
+        return min(self.max_sleep, max(0.0, seconds))

@@ -1,0 +1,373 @@
+"""The monitor's use cases: check the jobs whose deadline has come (one transaction per
+batch) and keep the record of Cronkeeper's own outages.
+
+A check turns passed deadlines into outcomes — missed slots of heartbeat jobs become
+`missed` runs, heartbeat runs past `max_runtime` are closed as failed — then applies the
+rules of `domain.monitor` to the job's recent runs. A change of state is a flip row,
+back-dated to the moment it became true; a flip that should reach people also queues an
+alert for the notifier, unless something suppresses it (maintenance, a parent job that
+is down, flapping). Slots that fell inside our own outage are recorded as missed runs
+marked `during_outage`, and never count or alert.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cronkeeper.domain.durations import format_duration
+from cronkeeper.domain.ids import uuid7
+from cronkeeper.domain.monitor import (
+    Anchor,
+    FinishedRun,
+    Flip,
+    MaintenanceWindow,
+    decide,
+    during_outage,
+    expected_slot,
+    is_flapping,
+    maintenance_at,
+    next_realert,
+    overdue_slots,
+    runs_needed,
+    streaks,
+)
+from cronkeeper.domain.states import EventType, JobKind, MonitorState, RunSource, RunStatus
+from cronkeeper.service.context import Context
+from cronkeeper.store import claims
+from cronkeeper.store import monitor as monitor_store
+from cronkeeper.store import runs as run_store
+from cronkeeper.store.engine import Connection
+from cronkeeper.store.monitor import MonitoredJob
+
+#: No monitor tick for this long means Cronkeeper (every monitor of it) was down or stuck.
+OUTAGE_GAP = timedelta(seconds=30)
+#: How many of our own outages are remembered (the newest).
+MAX_OUTAGES = 50
+TICK_KEY, OUTAGES_KEY = "monitor_tick", "monitor_outages"
+
+
+# -- our own outages ---------------------------------------------------------------------
+
+
+async def record_tick(ctx: Context) -> tuple[datetime, datetime] | None:
+    """Note that a monitor is alive now; if none was for longer than OUTAGE_GAP, record
+    that gap as our own outage and return it."""
+    now = ctx.clock.now()
+    async with ctx.db.write() as conn:
+        raw = await monitor_store.get_value(conn, TICK_KEY)
+        last = datetime.fromisoformat(raw) if raw else None
+        gap = None
+        if last is not None and now - last > OUTAGE_GAP:
+            gap = (last, now)
+            known = await monitor_store.get_json(conn, OUTAGES_KEY) or []
+            known = [*known, [last.isoformat(), now.isoformat()]][-MAX_OUTAGES:]
+            await monitor_store.set_value(conn, OUTAGES_KEY, json.dumps(known), now)
+        if last is None or now > last:
+            await monitor_store.set_value(conn, TICK_KEY, now.isoformat(), now)
+    return gap
+
+
+async def outages(conn: Connection) -> list[tuple[datetime, datetime]]:
+    """Our own recorded outages, oldest first."""
+    known = await monitor_store.get_json(conn, OUTAGES_KEY) or []
+    return [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in known]
+
+
+async def next_deadline(ctx: Context) -> datetime | None:
+    """When the monitor next has something to check."""
+    async with ctx.db.read() as conn:
+        return await monitor_store.next_deadline(conn)
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+async def check(ctx: Context, limit: int = 200) -> int:
+    """Check up to `limit` jobs whose deadline has come; returns how many were checked."""
+    now = ctx.clock.now()
+    async with ctx.db.write() as conn:
+        due = await monitor_store.lock_due_jobs(conn, now, limit)
+        if not due:
+            return 0
+        batch = await _Batch.load(conn, due, now)
+        for job in due:
+            await batch.check(conn, job)
+        await batch.write(conn)
+    if batch.alerts:
+        ctx.wakeups.alerts_pending.set()
+    return len(due)
+
+
+@dataclass
+class _Batch:
+    """The inputs of one batch of checks, and the rows it will write."""
+
+    now: datetime
+    recent: dict[uuid.UUID, list[FinishedRun]]
+    anchors: dict[uuid.UUID, Anchor]
+    open_runs: dict[uuid.UUID, list[tuple[uuid.UUID, datetime]]]
+    windows: dict[uuid.UUID, list[MaintenanceWindow]]
+    outages: list[tuple[datetime, datetime]]
+    new_runs: list[dict[str, Any]] = field(default_factory=list)
+    closings: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]] = field(
+        default_factory=list
+    )
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    async def load(cls, conn: Connection, due: list[MonitoredJob], now: datetime) -> _Batch:
+        ids = [job.id for job in due]
+        heartbeats = [job.id for job in due if job.spec.kind is JobKind.HEARTBEAT]
+        per_job = max(runs_needed(job.spec.alerts) for job in due)
+        return cls(
+            now=now,
+            recent=await monitor_store.recent_counted_runs(conn, ids, per_job),
+            anchors=await monitor_store.anchors(conn, heartbeats),
+            open_runs=await monitor_store.open_heartbeat_runs(conn, heartbeats),
+            windows=await monitor_store.windows_of(conn, {job.project_id for job in due}),
+            outages=await outages(conn),
+        )
+
+    async def check(self, conn: Connection, job: MonitoredJob) -> None:
+        spec, now = job.spec, self.now
+        deadlines: list[datetime] = []
+        fresh: list[FinishedRun] = []  # runs this check ends, newest last
+        late_since = pinged_at = None
+        if spec.kind is JobKind.HEARTBEAT:
+            fresh += self._close_overrunning(job, deadlines)
+            if job.state not in (MonitorState.NEW, MonitorState.PAUSED) and job.id in self.anchors:
+                anchor = self.anchors[job.id]
+                pinged_at = None if anchor.is_slot else anchor.at
+                for slot in overdue_slots(spec, anchor, now):
+                    fresh += self._missed(job, slot)
+                    anchor = Anchor(slot, is_slot=True)
+                expected = expected_slot(spec, anchor)
+                if expected is not None:
+                    late = expected <= now
+                    late_since = expected if late else None
+                    grace = timedelta(seconds=spec.start_grace)
+                    deadlines.append(expected + grace if late else expected)
+        needed = runs_needed(spec.alerts)
+        recent = sorted(fresh, key=lambda run: run.at, reverse=True) + self.recent.get(job.id, [])
+        recent = recent[:needed]
+
+        state, since = job.state, job.state_since
+        realert_at, flapping_since = job.realert_at, job.flapping_since
+        for _ in range(3):  # e.g. new → up, then up → late
+            flip = decide(state, spec.alerts, recent, late_since=late_since, pinged_at=pinged_at)
+            if flip is None:
+                break
+            flapping_since = await self._flip(conn, job, flip, flapping_since)
+            state, since = flip.new, flip.at
+            if state is MonitorState.DOWN and spec.alerts.realert_every:
+                realert_at = next_realert(since, spec.alerts.realert_every, now)
+        if state is not MonitorState.DOWN:
+            realert_at = None
+        elif realert_at is not None and realert_at <= now and spec.alerts.realert_every:
+            if await self._suppressed(conn, job, now) is None:
+                self._alert(job, "down", now, reason="still down", reminder=True)
+            realert_at = next_realert(since or now, spec.alerts.realert_every, now)
+        if realert_at is not None:
+            deadlines.append(realert_at)
+        if flapping_since is not None:
+            flapping_since = await self._calm_down(conn, job, state, flapping_since, deadlines)
+
+        failures, successes = streaks(recent)
+        self.jobs.append(
+            {
+                "id": job.id,
+                "monitor_state": state.value,
+                "state_since": since,
+                "fail_streak": failures,
+                "ok_streak": successes,
+                "realert_at": realert_at,
+                "flapping_since": flapping_since,
+                "deadline_at": min(deadlines, default=None),
+            }
+        )
+
+    def _close_overrunning(self, job: MonitoredJob, deadlines: list[datetime]) -> list[FinishedRun]:
+        """Close the job's heartbeat runs that ran past max_runtime without a finish ping."""
+        limit = job.spec.max_runtime
+        if limit is None:
+            return []
+        closed = []
+        for run_id, started_at in self.open_runs.get(job.id, []):
+            ends = started_at + timedelta(seconds=limit)
+            if ends > self.now:
+                deadlines.append(ends)
+                continue
+            error = f"no finish ping within max_runtime ({format_duration(limit)})"
+            self.closings.append(
+                {
+                    "id": run_id,
+                    "finished_at": ends,
+                    "duration_ms": int(limit * 1000),
+                    "failure_reason": "max_runtime",
+                    "error": error,
+                }
+            )
+            self.events.append((run_id, EventType.RUN_FAILED.value, ends, f"failed: {error}", None))
+            closed.append(FinishedRun(run_id, RunStatus.FAILED, ends, "max_runtime"))
+        return closed
+
+    def _missed(self, job: MonitoredJob, slot: datetime) -> list[FinishedRun]:
+        """Record a slot nobody pinged for: missed, skipped (maintenance `skip`), or
+        missed during our own outage (never counted)."""
+        spec = job.spec
+        deadline = slot + timedelta(seconds=spec.start_grace)
+        windows = self.windows.get(job.project_id, [])
+        skipped = maintenance_at(windows, spec, slot, mode="skip")
+        ours = during_outage(slot, spec.start_grace, self.outages)
+        run_id = uuid7(slot)
+        if skipped is not None:
+            status, reason = RunStatus.SKIPPED, None
+            message = f"skipped: inside maintenance window {skipped.name!r}"
+        else:
+            status, reason = RunStatus.MISSED, "missed"
+            message = f"missed: no ping by {deadline.isoformat()} (slot + start_grace)"
+            if ours:
+                message += "; Cronkeeper itself was down then, so this is not alerted"
+        self.new_runs.append(
+            {
+                "id": run_id,
+                "project_id": job.project_id,
+                "job_id": job.id,
+                "source": RunSource.HEARTBEAT.value,
+                "status": status.value,
+                "scheduled_for": slot,
+                "ordered_at": slot,
+                "queue": spec.queue,
+                "not_before": slot,
+                "finished_at": deadline,
+                "attempts": 0,
+                "max_attempts": 1,
+                "failure_reason": reason,
+                "error": message,
+                "during_outage": ours,
+                "created_at": self.now,
+            }
+        )
+        self.events.append((run_id, EventType.RUN_FAILED.value, deadline, message, None))
+        if skipped is not None or ours:
+            return []
+        return [FinishedRun(run_id, RunStatus.MISSED, deadline, "missed")]
+
+    async def _flip(
+        self, conn: Connection, job: MonitoredJob, flip: Flip, flapping_since: datetime | None
+    ) -> datetime | None:
+        """Record the flip and queue its alert unless suppressed; returns flapping_since."""
+        suppressed = None
+        if flip.new in (MonitorState.DOWN, MonitorState.UP):
+            suppressed = await self._suppressed(conn, job, flip.at)
+        up_or_down = flip.new in (MonitorState.UP, MonitorState.DOWN) and flip.old in (
+            MonitorState.UP,
+            MonitorState.DOWN,
+            MonitorState.LATE,
+        )
+        if up_or_down:
+            window_start = self.now - timedelta(seconds=job.spec.alerts.flap_window)
+            times = [*await monitor_store.flip_times(conn, job.id, window_start), flip.at]
+            if is_flapping(times, job.spec.alerts, self.now):
+                if flapping_since is None and suppressed is None:
+                    self._alert(job, "flapping", self.now, reason="flapping", run_id=flip.run_id)
+                flapping_since = flapping_since or self.now
+                suppressed = suppressed or "flapping"
+            elif flapping_since is not None:
+                suppressed = suppressed or "flapping"
+        previous_down = None
+        if flip.new is MonitorState.UP and flip.old is MonitorState.DOWN:
+            previous_down = await monitor_store.last_down_flip(conn, job.id)
+        flip_id = await monitor_store.insert_flip(
+            conn,
+            {
+                "job_id": job.id,
+                "old_state": flip.old.value,
+                "new_state": flip.new.value,
+                "reason": flip.reason[:64],
+                "run_id": flip.run_id,
+                "created_at": flip.at,
+                "suppressed_reason": suppressed,
+            },
+        )
+        if suppressed is not None:
+            return flapping_since
+        if flip.new is MonitorState.DOWN:
+            deliver = flip.at + timedelta(seconds=job.spec.alerts.delay)
+            self._alert(job, "down", deliver, flip.reason, flip.run_id, flip_id, created=flip.at)
+        elif previous_down is not None and previous_down[0] is None:  # its down was told
+            self._alert(job, "up", flip.at, flip.reason, flip.run_id, flip_id, created=flip.at)
+        return flapping_since
+
+    async def _suppressed(self, conn: Connection, job: MonitoredJob, at: datetime) -> str | None:
+        """Why an alert about the job at `at` reaches nobody, or None."""
+        if maintenance_at(self.windows.get(job.project_id, []), job.spec, at) is not None:
+            return "maintenance"
+        parents = job.spec.alerts.depends_on
+        if parents:
+            states = await monitor_store.states_by_slug(conn, job.project_id, parents)
+            if any(state == MonitorState.DOWN.value for state in states.values()):
+                return "depends_on"
+        return None
+
+    async def _calm_down(
+        self,
+        conn: Connection,
+        job: MonitoredJob,
+        state: MonitorState,
+        flapping_since: datetime,
+        deadlines: list[datetime],
+    ) -> datetime | None:
+        """End flapping once the job has not flipped for a whole window; a job that
+        settled down is told about once more."""
+        window = timedelta(seconds=job.spec.alerts.flap_window)
+        times = await monitor_store.flip_times(conn, job.id, self.now - window)
+        if times:
+            deadlines.append(max(times) + window)
+            return flapping_since
+        if state is MonitorState.DOWN and await self._suppressed(conn, job, self.now) is None:
+            self._alert(job, "down", self.now, reason="still down after flapping")
+        return None
+
+    def _alert(
+        self,
+        job: MonitoredJob,
+        event: str,
+        deliver_at: datetime,
+        reason: str | None = None,
+        run_id: uuid.UUID | None = None,
+        flip_id: int | None = None,
+        *,
+        created: datetime | None = None,
+        reminder: bool = False,
+    ) -> None:
+        self.alerts.append(
+            {
+                "project_id": job.project_id,
+                "job_id": job.id,
+                "flip_id": flip_id,
+                "run_id": run_id,
+                "event": event,
+                "reminder": reminder,
+                "reason": reason,
+                "created_at": created or self.now,
+                "deliver_at": deliver_at,
+            }
+        )
+
+    async def write(self, conn: Connection) -> None:
+        inserted = await claims.insert_slot_runs(conn, self.new_runs)
+        await monitor_store.fail_running_runs(conn, self.closings)
+        events = [event for event in self.events if event[0] in inserted]
+        openings = [(run_id, kind, at, message or "") for run_id, kind, at, message, _ in events]
+        await run_store.insert_opening_events(conn, openings)
+        closed = {row["id"] for row in self.closings}
+        await run_store.append_events_many(conn, [e for e in self.events if e[0] in closed])
+        await monitor_store.insert_alerts(conn, self.alerts)
+        await monitor_store.update_jobs(conn, self.jobs)

@@ -84,6 +84,11 @@ def slots(runs: list[RunOut]) -> list[datetime | None]:
     return [run.scheduled_for for run in runs]
 
 
+def fired(runs: list[RunOut]) -> list[datetime | None]:
+    """The slots that became runs to execute (not those recorded as missed)."""
+    return [run.scheduled_for for run in runs if run.status != "missed"]
+
+
 def minutes(first: datetime, last: datetime) -> list[datetime]:
     count = int((last - first).total_seconds() // 60) + 1
     return [first + timedelta(minutes=i) for i in range(count)]
@@ -292,7 +297,12 @@ async def test_catch_up_none_after_an_hour_down_fires_nothing_missed_and_resumes
     clock.set(at(13, 1, 5))
     assert await Scheduler(ctx).run_once() == 1
 
-    assert slots(await runs_of(ctx, admin, "backup")) == [at(13, 1)]
+    runs = await runs_of(ctx, admin, "backup")
+    assert slots(runs) == [*minutes(at(12, 1), at(13, 0)), at(13, 1)]
+    missed = [run for run in runs if run.status == "missed"]
+    assert len(missed) == 60  # recorded for the history, as our own outage: never alerted
+    assert {run.failure_reason for run in missed} == {"missed"}
+    assert "Cronkeeper was not running" in (missed[0].error or "")
 
 
 async def test_catch_up_latest_fires_only_the_most_recent_missed_slot(
@@ -303,7 +313,9 @@ async def test_catch_up_latest_fires_only_the_most_recent_missed_slot(
 
     assert await Scheduler(ctx).run_once() == 1
 
-    assert slots(await runs_of(ctx, admin, "backup")) == [at(13, 0)]
+    runs = await runs_of(ctx, admin, "backup")
+    assert fired(runs) == [at(13, 0)]
+    assert slots(runs) == minutes(at(12, 1), at(13, 0))  # the 59 others recorded as missed
     assert (await stored_job(ctx, "backup")).next_fire_at == at(13, 1)
 
 
@@ -333,10 +345,10 @@ async def test_a_job_far_behind_catches_up_at_once_with_its_latest_slot(
     await Scheduler(ctx).run_once()
 
     assert time.perf_counter() - started < 3.0
-    fired = slots(await runs_of(ctx, admin, "ticker"))
+    runs = fired(await runs_of(ctx, admin, "ticker"))
     # the latest missed slot, then only slots of the scheduler's short look-ahead
-    assert fired[0] == latest_missed
-    assert all(now < slot <= now + execution.LOOKAHEAD for slot in fired[1:])
+    assert runs[0] == latest_missed
+    assert all(now < slot <= now + execution.LOOKAHEAD for slot in runs[1:])  # type: ignore[operator]
     next_fire = (await stored_job(ctx, "ticker")).next_fire_at
     assert next_fire is not None
     assert now < next_fire <= now + execution.LOOKAHEAD + timedelta(seconds=1)
@@ -370,7 +382,7 @@ async def test_resuming_starts_from_the_next_slot_without_catching_up(
     assert (await stored_job(ctx, "backup")).next_fire_at == at(13, 1)
     clock.set(at(13, 1, 5))
     assert await Scheduler(ctx).run_once() == 1
-    assert slots(await runs_of(ctx, admin, "backup")) == [at(13, 1)]
+    assert slots(await runs_of(ctx, admin, "backup")) == [at(13, 1)]  # nothing missed
 
 
 async def test_deleting_a_job_deletes_its_runs_and_their_events(

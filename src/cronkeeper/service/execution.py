@@ -18,6 +18,7 @@ from cronkeeper.domain.ids import uuid7
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.masking import mask_target
 from cronkeeper.domain.models import DueJob, Run
+from cronkeeper.domain.monitor import MaintenanceWindow, maintenance_at
 from cronkeeper.domain.outcomes import AttemptRequest, Outcome
 from cronkeeper.domain.scheduling import plan_fires
 from cronkeeper.domain.settlement import Settlement, settle
@@ -25,6 +26,7 @@ from cronkeeper.domain.states import AttemptStatus, EventType, RunStatus, is_fin
 from cronkeeper.service.context import Context
 from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
+from cronkeeper.store import monitor as monitor_store
 from cronkeeper.store import runs as run_store
 
 
@@ -106,33 +108,81 @@ LOOKAHEAD = timedelta(seconds=2)
 
 async def fire_due_slots(ctx: Context, limit: int = 2000, lookahead: timedelta = LOOKAHEAD) -> int:
     """Turn every slot due by now + `lookahead` into a queued run (at most once per slot)
-    and move each job's next fire past it. Returns how many runs were created."""
+    and move each job's next fire past it; late slots not replayed become `missed` runs
+    (during our own outage), slots inside a `skip` maintenance window `skipped` runs.
+    Returns how many runs were queued."""
     now = ctx.clock.now()
     horizon = now + lookahead
     async with ctx.db.write() as conn:
         due = await claims.due_jobs(conn, horizon, limit)
         if not due:
             return 0
+        windows = await monitor_store.windows_of(conn, {job.project_id for job in due})
         rows, moves = [], []
         for job in due:
             plan = plan_fires(job.spec, job.next_fire_at, now, horizon)
-            rows += [_slot_run(job, slot, now) for slot in plan.fire]
+            skips = windows.get(job.project_id, [])
+            rows += [_slot_run(job, slot, now, skips) for slot in plan.fire]
+            rows += [_missed_run(job, slot, now) for slot in plan.missed]
             moves.append((job.id, job.next_fire_at, plan.next_fire_at))
         await claims.advance_next_fires(conn, moves)
         inserted = await claims.insert_slot_runs(conn, rows)
-        opening = [
-            (run_id, EventType.RUN_QUEUED.value, now, "queued (schedule)") for run_id in inserted
-        ]
+        opening = [(row["id"], *_opening(row, now)) for row in rows if row["id"] in inserted]
         await run_store.insert_opening_events(conn, opening)
     oldest = min(job.next_fire_at for job in due)
     ctx.metrics.scheduler_lag.set(max(0.0, (now - oldest).total_seconds()))
-    return len(inserted)
+    return sum(1 for row in rows if row["id"] in inserted and row["status"] == "queued")
 
 
-def _slot_run(job: DueJob, slot: datetime, now: datetime) -> dict[str, Any]:
-    return new_run_values(
-        job.project_id, job.id, job.spec, source="schedule", now=now, scheduled_for=slot
+def _slot_run(
+    job: DueJob, slot: datetime, now: datetime, windows: list[MaintenanceWindow]
+) -> dict[str, Any]:
+    """The run of a slot: queued, or skipped inside a maintenance window of mode `skip`."""
+    window = maintenance_at(windows, job.spec, slot, mode="skip")
+    status = RunStatus.QUEUED if window is None else RunStatus.SKIPPED
+    values = new_run_values(
+        job.project_id,
+        job.id,
+        job.spec,
+        source="schedule",
+        now=now,
+        scheduled_for=slot,
+        status=status,
     )
+    if window is not None:
+        values["error"] = f"skipped: inside maintenance window {window.name!r}"
+    return values
+
+
+def _missed_run(job: DueJob, slot: datetime, now: datetime) -> dict[str, Any]:
+    """A slot that came and went while no scheduler was running (or keeping up), not
+    replayed per the job's catch_up: recorded as missed during our own outage, which
+    never alerts."""
+    values = new_run_values(
+        job.project_id,
+        job.id,
+        job.spec,
+        source="schedule",
+        now=now,
+        scheduled_for=slot,
+        status=RunStatus.MISSED,
+    )
+    values["failure_reason"] = FailureReason.MISSED.value
+    values["during_outage"] = True
+    values["error"] = (
+        f"missed: Cronkeeper was not running (or not keeping up) at this slot, and "
+        f"catch_up={job.spec.catch_up!r} does not replay it"
+    )
+    return values
+
+
+def _opening(row: dict[str, Any], now: datetime) -> tuple[str, datetime, str]:
+    """The first event of a run the scheduler created: (type, at, message)."""
+    if row["status"] == RunStatus.QUEUED.value:
+        return EventType.RUN_QUEUED.value, now, "queued (schedule)"
+    if row["status"] == RunStatus.MISSED.value:
+        return EventType.RUN_FAILED.value, now, row["error"]
+    return EventType.LOG.value, now, row["error"]
 
 
 SKIPPED_MESSAGE = (

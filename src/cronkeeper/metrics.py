@@ -63,6 +63,17 @@ class Metrics:
             "How late the scheduler's last pass fired its oldest due slot",
             registry=self.registry,
         )
+        self.alert_dispatch = Histogram(
+            "cronkeeper_alert_dispatch_seconds",
+            "Alert dispatch latency: an alert's deliver_at to its notification being sent",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def alert_dispatched(self, kind: str, seconds: float) -> None:
+        """Observe one notification sent, `seconds` after its alert fell due."""
+        self.alert_dispatch.labels(kind).observe(seconds)
 
     def run_finished(
         self,

@@ -49,7 +49,7 @@ async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
     )
     if settings.app:
         importlib.import_module(settings.app)
-    ctx = await open_context(settings.db, base_url=settings.base_url)
+    ctx = await open_context(settings.db, base_url=settings.base_url, ssrf=policy)
     try:
         first_key = await bootstrap(ctx)
         announce(_banner(settings, ctx.db.features.name, first_key))

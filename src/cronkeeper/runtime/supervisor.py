@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from cronkeeper.domain.outcomes import Executor
 from cronkeeper.runtime.monitor import Monitor
+from cronkeeper.runtime.notifier import Notifier
 from cronkeeper.runtime.scheduler import Scheduler
 from cronkeeper.runtime.tracing import Tracing
 from cronkeeper.runtime.waiting import wait_for_any
@@ -48,6 +49,7 @@ class Supervisor:
         self.node = node or new_node_id()
         self.stopping = asyncio.Event()
         self.scheduler = Scheduler(ctx) if role in ("all", "scheduler") else None
+        self.notifier = Notifier(ctx) if role in ("all", "scheduler") else None
         self.monitor = Monitor(ctx) if role in ("all", "scheduler") else None
         self.worker = (
             Worker(ctx, executors, node=self.node, tracing=tracing, **dict(worker_options or {}))  # type: ignore[arg-type]
@@ -62,6 +64,8 @@ class Supervisor:
         loops = [self._heartbeat()]
         if self.scheduler is not None:
             loops.append(self.scheduler.run(self.stopping))
+        if self.notifier is not None:
+            loops.append(self.notifier.run(self.stopping))
         if self.monitor is not None:
             loops.append(self.monitor.run(self.stopping))
         if self.worker is not None:

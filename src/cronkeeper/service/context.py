@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cronkeeper.clock import Clock, SystemClock
 from cronkeeper.domain.ratelimit import TokenBuckets
+from cronkeeper.domain.ssrf import SsrfPolicy
 from cronkeeper.metrics import Metrics
 from cronkeeper.store.engine import Database
 
@@ -35,3 +36,4 @@ class Context:
     wakeups: Wakeups = field(default_factory=Wakeups)
     trigger_limits: TokenBuckets = field(default_factory=_trigger_limits)
     metrics: Metrics = field(default_factory=Metrics)
+    ssrf: SsrfPolicy = field(default_factory=SsrfPolicy)  # where alert channels may connect

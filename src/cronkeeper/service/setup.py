@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cronkeeper.clock import Clock, SystemClock
+from cronkeeper.domain.ssrf import SsrfPolicy
 from cronkeeper.service.context import Context
 from cronkeeper.store.engine import create_database
 from cronkeeper.store.migrate import upgrade
@@ -14,6 +15,7 @@ async def open_context(
     base_url: str = "http://127.0.0.1:8080",
     clock: Clock | None = None,
     migrate: bool = True,
+    ssrf: SsrfPolicy | None = None,
 ) -> Context:
     """A Context on `db_url`, with the schema brought to the newest version first."""
     db = create_database(db_url)
@@ -23,4 +25,5 @@ async def open_context(
         except BaseException:
             await db.dispose()
             raise
-    return Context(db=db, clock=clock or SystemClock(), base_url=base_url)
+    ssrf = ssrf or SsrfPolicy()
+    return Context(db=db, clock=clock or SystemClock(), base_url=base_url, ssrf=ssrf)

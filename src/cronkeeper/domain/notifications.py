@@ -1,0 +1,335 @@
+"""Alert messages and their delivery rules: what a channel is told, and what happens after.
+
+Pure: the notifier (service) gathers ledger facts into a `Message`; channels render it
+(`default_payload`, `template_variables`, `subject`, `text_body`) and report a
+`Delivery`; `after_attempt` decides sent / retry later / failed (and whether the channel
+must be disabled); `SendWindow` spaces messages per channel.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cronkeeper.domain.failures import explain
+
+EVENTS = ("down", "up", "flapping", "test")
+#: Seconds to wait after attempt 1, 2, 3, 4 failed; attempt 5 is the last.
+RETRY_DELAYS: tuple[float, ...] = (10.0, 30.0, 120.0, 600.0)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+#: A Retry-After longer than this is not honoured beyond it.
+MAX_RETRY_AFTER = 3600.0
+#: Output tails longer than this are cut (from the start) before they reach a message.
+OUTPUT_TAIL_LIMIT = 2000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    slug: str
+    name: str
+    url: str
+    down_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The run an alert is about (the failed run of a down alert, the good one of an up)."""
+
+    id: str
+    status: str
+    failure_reason: str | None = None
+    error: str | None = None
+    output_tail: str | None = None
+    scheduled_for: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """Everything a channel may say about one alert."""
+
+    event: str  # down | up | flapping | test
+    project: str
+    job: JobRef
+    status: str  # the job's monitor state the alert reports ("test" for a test message)
+    reason: str | None
+    at: datetime
+    run: RunFacts | None = None
+    failing_jobs: tuple[JobRef, ...] = ()  # the project's *other* jobs that are down
+    down_for_s: float | None = None  # up: how long it was down; down: for how long so far
+    reminder: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a channel reports about one attempt to deliver a message."""
+
+    ok: bool
+    latency_ms: int = 0
+    error: str | None = None
+    permanent: bool = False  # retrying cannot help: the channel's config must change
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+
+
+class Sender(Protocol):
+    """A channel kind's adapter: deliver one message with the channel's config."""
+
+    async def send(self, config: Mapping[str, Any], message: Message) -> Delivery: ...
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, or None."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def tail(text: str | None, limit: int = OUTPUT_TAIL_LIMIT) -> str | None:
+    """The last `limit` characters of `text`."""
+    return None if text is None else text[-limit:]
+
+
+def describe_duration(seconds: float | None) -> str:
+    """`2h 5m`, `45s`, `3d 4h`: two units at most; "" for None."""
+    if seconds is None:
+        return ""
+    whole = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size or (unit == "s" and not parts):
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return " ".join(parts[:2])
+
+
+def run_payload(run: RunFacts | None) -> dict[str, Any] | None:
+    """The `run` object of the default webhook JSON."""
+    if run is None:
+        return None
+    return {
+        "id": run.id,
+        "status": run.status,
+        "scheduled_for": iso(run.scheduled_for),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_ms": run.duration_ms,
+        "failure_reason": run.failure_reason,
+        "failure_explanation": explain(run.failure_reason) if run.failure_reason else None,
+        "error": run.error,
+        "output_tail": tail(run.output_tail),
+    }
+
+
+def job_payload(job: JobRef) -> dict[str, Any]:
+    return {"slug": job.slug, "name": job.name, "url": job.url}
+
+
+def default_payload(message: Message) -> dict[str, Any]:
+    """The webhook JSON of DESIGN §3, exactly these keys."""
+    return {
+        "event": message.event,
+        "job": job_payload(message.job),
+        "status": message.status,
+        "reason": message.reason,
+        "run": run_payload(message.run),
+        "failing_jobs": [
+            {**job_payload(job), "down_since": iso(job.down_since)} for job in message.failing_jobs
+        ],
+        "down_for_s": None if message.down_for_s is None else round(message.down_for_s, 3),
+    }
+
+
+def template_variables(message: Message) -> dict[str, Any]:
+    """What `{{ … }}` placeholders of a body template may name (values not yet escaped)."""
+    run = run_payload(message.run) or dict.fromkeys(
+        ("id", "status", "failure_reason", "failure_explanation", "error", "output_tail")
+    )
+    return {
+        "event": message.event,
+        "project": message.project,
+        "job": job_payload(message.job),
+        "status": message.status,
+        "reason": message.reason,
+        "at": iso(message.at),
+        "run": run,
+        "failure_reason": run.get("failure_reason"),
+        "failure_explanation": run.get("failure_explanation"),
+        "output_tail": run.get("output_tail"),
+        "down_for": describe_duration(message.down_for_s),
+        "down_for_s": None if message.down_for_s is None else round(message.down_for_s),
+        "failing_jobs": ", ".join(job.slug for job in message.failing_jobs),
+        "reminder": message.reminder,
+    }
+
+
+def headline(message: Message) -> str:
+    """One line: what happened to which job."""
+    name = message.job.name or message.job.slug
+    if message.event == "test":
+        return f"Test message from Cronkeeper (project {message.project})"
+    if message.event == "up":
+        after = f" after {describe_duration(message.down_for_s)}" if message.down_for_s else ""
+        return f"UP: {name} has recovered{after}"
+    if message.event == "flapping":
+        return f"FLAPPING: {name} keeps changing state"
+    still = "still " if message.reminder else ""
+    return f"DOWN: {name} is {still}down" + (f" ({message.reason})" if message.reason else "")
+
+
+def subject(message: Message) -> str:
+    """The e-mail subject / notification title."""
+    return f"[Cronkeeper] {headline(message)}"
+
+
+def detail_lines(message: Message) -> list[str]:
+    """The body of a message as plain lines (e-mail, Apprise)."""
+    lines = [headline(message), "", f"Job: {message.job.slug} ({message.job.url})"]
+    lines.append(f"Project: {message.project}")
+    if message.reason:
+        lines.append(f"Reason: {message.reason}")
+    if message.event == "down" and message.down_for_s:
+        lines.append(f"Down for: {describe_duration(message.down_for_s)}")
+    run = message.run
+    if run is not None:
+        lines.append(f"Run: {run.id} ({run.status})")
+        if run.failure_reason:
+            lines.append(f"Failure: {run.failure_reason} - {explain(run.failure_reason)}")
+        if run.error:
+            lines.append(f"Error: {run.error}")
+    if message.failing_jobs:
+        lines += ["", "Other failing jobs in this project:"]
+        lines += [f"  - {job.slug} ({job.url})" for job in message.failing_jobs]
+    if run is not None and run.output_tail:
+        lines += ["", "Output (tail):", tail(run.output_tail) or ""]
+    return lines
+
+
+def retry_delay(attempts_made: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next attempt after `attempts_made` failed ones; None: give up.
+
+    A receiver's Retry-After is honoured when longer (capped at MAX_RETRY_AFTER)."""
+    if attempts_made < 1 or attempts_made >= MAX_ATTEMPTS:
+        return None
+    delay = RETRY_DELAYS[attempts_made - 1]
+    if retry_after is not None and retry_after > delay:
+        delay = min(retry_after, MAX_RETRY_AFTER)
+    return delay
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to record after one delivery attempt."""
+
+    status: str  # sent | pending (retry later) | failed
+    retry_in: float | None = None
+    disable_channel: bool = False
+
+
+def after_attempt(delivery: Delivery, attempts_made: int) -> Verdict:
+    """Sent; or retried with backoff; or failed — permanently failed disables the channel."""
+    if delivery.ok:
+        return Verdict("sent")
+    if delivery.permanent:
+        return Verdict("failed", disable_channel=True)
+    delay = retry_delay(attempts_made, delivery.retry_after)
+    return Verdict("failed") if delay is None else Verdict("pending", retry_in=delay)
+
+
+def is_permanent_http_status(code: int) -> bool:
+    """4xx other than 408 (timeout) and 429 (rate limited) will not change by retrying."""
+    return 400 <= code < 500 and code not in (408, 429)
+
+
+@dataclass
+class SendWindow:
+    """At most `limit` sends per key in any `window` seconds (a sliding log per key).
+
+    Pure: the caller passes monotonic time. A refused send is not recorded; the caller
+    delays it by the returned wait, so excess messages are late, never dropped."""
+
+    limit: int = 30
+    window: float = 60.0
+    _sent: dict[str, list[float]] = field(default_factory=dict)
+
+    def take(self, key: str, now: float) -> float:
+        """Record a send for `key` now and return 0, or return the seconds to wait."""
+        times = self._sent.setdefault(key, [])
+        del times[: bisect.bisect_right(times, now - self.window)]
+        if len(times) >= self.limit:
+            return times[-self.limit] + self.window - now
+        times.append(now)
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A place alerts go (DESIGN §2): config holds its secrets in clear (never log it)."""
+
+    id: Any  # uuid.UUID
+    project_id: Any  # uuid.UUID
+    name: str
+    kind: str  # webhook | email | apprise
+    config: dict[str, Any]
+    is_default: bool
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def disabled_reason(error: str | None, at: datetime) -> str:
+    """The note a permanent delivery error leaves on its channel."""
+    return f"disabled at {iso(at)} after a permanent delivery error: {error or 'unknown'}"[:2000]
+
+
+def message_to_payload(message: Message) -> dict[str, Any]:
+    """A message as stored on its notification: the default webhook JSON plus what the
+    other renderings need (project, time, reminder), so a retry says what the first said."""
+    return {
+        **default_payload(message),
+        "project": message.project,
+        "at": iso(message.at),
+        "reminder": message.reminder,
+    }
+
+
+def _when(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+
+def message_from_payload(payload: Mapping[str, Any]) -> Message:
+    """The message a notification stored (inverse of `message_to_payload`)."""
+    job = payload["job"]
+    run = payload.get("run")
+    return Message(
+        event=payload["event"],
+        project=payload.get("project", ""),
+        job=JobRef(job["slug"], job["name"], job["url"]),
+        status=payload["status"],
+        reason=payload.get("reason"),
+        at=_when(payload.get("at")) or EPOCH,
+        run=None
+        if run is None
+        else RunFacts(
+            id=run["id"],
+            status=run["status"],
+            failure_reason=run.get("failure_reason"),
+            error=run.get("error"),
+            output_tail=run.get("output_tail"),
+            scheduled_for=_when(run.get("scheduled_for")),
+            started_at=_when(run.get("started_at")),
+            finished_at=_when(run.get("finished_at")),
+            duration_ms=run.get("duration_ms"),
+        ),
+        failing_jobs=tuple(
+            JobRef(j["slug"], j["name"], j["url"], _when(j.get("down_since")))
+            for j in payload.get("failing_jobs", [])
+        ),
+        down_for_s=payload.get("down_for_s"),
+        reminder=bool(payload.get("reminder")),
+    )

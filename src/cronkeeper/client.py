@@ -149,6 +149,16 @@ class Client:
         """One page of audit entries (filters: action, outcome, from, to, limit, cursor)."""
         return await self._data("GET", self._project_path("/audit"), params=filters)
 
+    async def list_maintenance(self) -> JSON:
+        """The project's maintenance windows (one page: `items`)."""
+        return await self._data("GET", self._project_path("/maintenance"))
+
+    async def create_maintenance(self, body: JSON) -> JSON:
+        return await self._data("POST", self._project_path("/maintenance"), json=body)
+
+    async def delete_maintenance(self, name: str) -> None:
+        await self.request("DELETE", self._project_path(f"/maintenance/{name}"))
+
     async def _data(self, method: str, path: str, **options: Any) -> JSON:
         answer = await self.request(method, path, **options)
         data: JSON = answer["data"]

@@ -161,7 +161,7 @@ def keys_revoke(
 
 
 def _register_client_commands() -> None:
-    from cronkeeper.cli import audit, jobs, runs
+    from cronkeeper.cli import audit, jobs, maintenance, runs
 
     jobs.app.command("trigger")(runs.trigger_job)
     app.add_typer(jobs.app, name="jobs")
@@ -169,6 +169,7 @@ def _register_client_commands() -> None:
     app.add_typer(runs.run_app, name="run")
     app.command("stats")(runs.stats)
     app.command("audit")(audit.audit)
+    app.add_typer(maintenance.app, name="maintenance")
 
 
 _register_client_commands()

@@ -184,11 +184,11 @@ class AlertsIn(Strict):
     flap_window: Duration = 3600.0
 
 
-def _check_schedule(value: str | None) -> str | None:
+def check_schedule_text(value: str | None) -> str | None:
     return parse_schedule(value).expression if value else None
 
 
-def _check_timezone(value: str) -> str:
+def check_timezone_name(value: str) -> str:
     parse_timezone(value)
     return value
 
@@ -199,9 +199,11 @@ class JobIn(Strict):
     slug: Slug
     name: Annotated[str, Field(max_length=200)] = ""
     kind: JobKind
-    schedule: Annotated[str | None, Field(max_length=200), AfterValidator(_check_schedule)] = None
+    schedule: Annotated[str | None, Field(max_length=200), AfterValidator(check_schedule_text)] = (
+        None
+    )
     timezone: Annotated[
-        str, Field(min_length=1, max_length=64), AfterValidator(_check_timezone)
+        str, Field(min_length=1, max_length=64), AfterValidator(check_timezone_name)
     ] = "UTC"
     target: Annotated[dict[str, Any] | None, WithJsonSchema(_TARGET_SCHEMA)] = None
     timeout: Duration = 30.0

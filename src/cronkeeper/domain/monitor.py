@@ -146,7 +146,8 @@ def decide(
     """The flip the job's state takes now, or None.
 
     `recent`: the job's newest counted runs; `late_since`: the slot a heartbeat job is
-    overdue for (None if not overdue); `pinged_at`: its last ping (to date late → up).
+    overdue for (None if not overdue); `pinged_at`: its last ping, None when a slot has
+    passed unanswered since (only a ping brings a `late` job back `up`).
     """
     failures, successes = streaks(recent)
     threshold = policy.failure_threshold
@@ -164,8 +165,8 @@ def decide(
         return None
     if state is MonitorState.UP and late_since is not None:
         return Flip(state, MonitorState.LATE, late_since, "late")
-    if state is MonitorState.LATE and late_since is None:
-        return Flip(state, MonitorState.UP, pinged_at or recent[0].at, "ping received")
+    if state is MonitorState.LATE and late_since is None and pinged_at is not None:
+        return Flip(state, MonitorState.UP, pinged_at, "ping received")
     return None
 
 

@@ -102,6 +102,17 @@ async def check(ctx: Context, limit: int = 200) -> int:
     return len(due)
 
 
+def _watched(job: MonitoredJob, anchor: Anchor) -> bool:
+    """Whether the job's slots are watched from `anchor`: not while paused, and a `new`
+    job only from its first ping since it became new (a job resumed from `paused` is `new`
+    again; its runs from before the pause say nothing about its slots now)."""
+    if job.state is MonitorState.PAUSED:
+        return False
+    if job.state is MonitorState.NEW:
+        return anchor.at >= (job.state_since or job.created_at)
+    return True
+
+
 @dataclass
 class _Batch:
     """The inputs of one batch of checks, and the rows it will write."""
@@ -141,19 +152,26 @@ class _Batch:
         late_since = pinged_at = None
         if spec.kind is JobKind.HEARTBEAT:
             fresh += self._close_overrunning(job, deadlines)
-            if job.state not in (MonitorState.NEW, MonitorState.PAUSED) and job.id in self.anchors:
-                anchor = self.anchors[job.id]
-                pinged_at = None if anchor.is_slot else anchor.at
+            anchor = self.anchors.get(job.id)
+            if anchor is not None and _watched(job, anchor):
+                first_missed = None  # the first slot this check records as missed (counted)
                 for slot in overdue_slots(spec, anchor, now):
-                    fresh += self._missed(job, slot)
+                    counted = self._missed(job, slot)
+                    first_missed = first_missed or (slot if counted else None)
+                    fresh += counted
                     anchor = Anchor(slot, is_slot=True)
+                # A slot recorded since the last ping means no ping yet: still overdue.
+                pinged_at = None if anchor.is_slot else anchor.at
+                late_since = first_missed
                 expected = expected_slot(spec, anchor)
                 if expected is not None:
                     late = expected <= now
-                    late_since = expected if late else None
+                    late_since = late_since or (expected if late else None)
                     grace = timedelta(seconds=spec.start_grace)
                     deadlines.append(expected + grace if late else expected)
-        needed = runs_needed(spec.alerts)
+        # Every run this check ends stays in the list: when one check records several
+        # missed slots, the flip is dated by the one that made the streak long enough.
+        needed = len(fresh) + runs_needed(spec.alerts)
         recent = sorted(fresh, key=lambda run: run.at, reverse=True) + self.recent.get(job.id, [])
         recent = recent[:needed]
 

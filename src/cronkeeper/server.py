@@ -29,6 +29,7 @@ from cronkeeper.service.context import Context
 from cronkeeper.service.keys import bootstrap
 from cronkeeper.service.setup import open_context
 from cronkeeper.settings import Settings, process_environment
+from cronkeeper.web.app import dashboard_routes
 
 log = logging.getLogger("cronkeeper.server")
 USER_AGENT = f"Cronkeeper/{__version__} (cron runtime; +https://github.com/cronkeeper)"
@@ -77,6 +78,7 @@ async def _run_until_signal(
     server = None
     if settings.role in ("all", "api"):
         app = create_app(ctx, auth_failures_per_minute=settings.auth_failures_per_minute)
+        app.router.routes.extend(dashboard_routes(ctx))  # the dashboard, at /
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="info", access_log=False
         )
@@ -121,6 +123,7 @@ def _banner(settings: Settings, dialect: str, first_key: str | None) -> str:
             f"    export CRONKEEPER_API_KEY={first_key}",
             "",
             "Then try:  cronkeeper jobs list",
+            f"The same key logs in to the dashboard at {settings.base_url}/login",
         ]
     else:
         lines.append("  New key: cronkeeper keys create --project default --role admin --name me")

@@ -127,6 +127,7 @@ class Run:
     node: str | None
     lease_expires_at: datetime | None
     created_at: datetime
+    during_outage: bool = False  # a slot missed while Cronkeeper itself was down
 
 
 @dataclass(frozen=True)

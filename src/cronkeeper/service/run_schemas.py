@@ -47,6 +47,7 @@ class RunOut(BaseModel):
     trace_id: str | None
     replay_of: str | None
     node: str | None
+    during_outage: bool  # missed while Cronkeeper itself was down: never alerted
     created_at: datetime
 
 
@@ -89,6 +90,7 @@ def _run_fields(run: Run, job_slug: str) -> dict[str, Any]:
         "trace_id": run.trace_id,
         "replay_of": str(run.replay_of) if run.replay_of else None,
         "node": run.node,
+        "during_outage": run.during_outage,
         "created_at": run.created_at,
     }
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cronkeeper import __version__
-from cronkeeper.cli import render
+from cronkeeper.cli import render, users
 from cronkeeper.cli.main_helpers import run
 from cronkeeper.domain.models import ApiKey
 from cronkeeper.domain.states import KeyRole
@@ -38,6 +38,7 @@ keys_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users.app, name="users")
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="SQLite path or postgresql:// URL [CRONKEEPER_DB]")

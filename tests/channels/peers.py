@@ -102,12 +102,12 @@ class SmtpServer:
                 ok = (
                     isinstance(auth_data, LoginPassword) and auth_data.password == password.encode()
                 )
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False)  # 535 when refused
 
             options = {
                 "authenticator": authenticate,
                 "auth_require_tls": False,
-                "auth_required": True,
+                "auth_exclude_mechanism": ["LOGIN"],  # one try: PLAIN
             }
         self.controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port, **options)
 

@@ -13,11 +13,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import apprise
+
+with warnings.catch_warnings():  # Apprise's PGP helper imports the deprecated `imghdr`:
+    warnings.simplefilter("ignore", DeprecationWarning)  # load it once, quietly, here
+    import apprise.utils.pgp
 
 from cronkeeper.channels.render import text_body
 from cronkeeper.domain.notifications import Delivery, Message, subject

@@ -57,6 +57,7 @@ class ProjectOut(BaseModel):
     retention_days: int
     ping_key: str | None  # shown to write and admin keys only: it can create heartbeat jobs
     ping_url_prefix: str | None  # {base_url}/ping/{ping_key}: append /<job-slug>
+    badge_url_prefix: str | None = None  # {base_url}/badge/{badge_key}: append /<slug>.svg
     created_at: datetime
 
 
@@ -71,5 +72,6 @@ async def get_project(ctx: Context, actor: Actor, slug: str) -> ProjectOut:
         retention_days=project.retention_days,
         ping_key=key,
         ping_url_prefix=f"{ctx.base_url}/ping/{key}" if key else None,
+        badge_url_prefix=f"{ctx.base_url}/badge/{project.badge_key}" if key else None,
         created_at=project.created_at,
     )

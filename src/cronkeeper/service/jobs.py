@@ -197,10 +197,12 @@ async def set_paused(
         spec = replace(job.spec, status=status)
         now = ctx.clock.now()
         await claims.discard_future_runs(conn, job.id, now)  # slots are planned again
-        await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
         if job.spec.status is not status:  # paused → `paused`; resumed → `new`, as in Healthchecks
+            # Before update_job, which moves monitor_state too: set_state's condition on the
+            # old state must still hold, or no flip is recorded.
             old, new = job.monitor_state, MonitorState.PAUSED if paused else MonitorState.NEW
             await monitor_store.set_state(conn, job.id, old, new, now, action)
+        await job_store.update_job(conn, job, spec, next_fire(spec, now), now)
         updated = await _require_job(conn, project.id, slug)
         mutation.diff = changed_fields({"status": job.spec.status.value}, {"status": status.value})
         result = await _out(ctx, conn, updated)

@@ -94,7 +94,9 @@ async def check(ctx: Context, limit: int = 200) -> int:
         if not due:
             return 0
         batch = await _Batch.load(conn, due, now)
-        for job in due:
+        # Jobs that depend on others last: a parent that goes down in this batch (often
+        # at the very deadline its child misses) suppresses the child's alert.
+        for job in sorted(due, key=lambda job: bool(job.spec.alerts.depends_on)):
             await batch.check(conn, job)
         await batch.write(conn)
     if batch.alerts:
@@ -130,6 +132,8 @@ class _Batch:
     )
     alerts: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # The states this batch gave its jobs, by (project, slug): not written until the end.
+    decided: dict[tuple[uuid.UUID, str], MonitorState] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, conn: Connection, due: list[MonitoredJob], now: datetime) -> _Batch:
@@ -165,10 +169,13 @@ class _Batch:
                 late_since = first_missed
                 expected = expected_slot(spec, anchor)
                 if expected is not None:
-                    late = expected <= now
+                    # A slot inside a `skip` window is not waited for: it will be skipped.
+                    windows = self.windows.get(job.project_id, [])
+                    skipped = maintenance_at(windows, spec, expected, mode="skip") is not None
+                    late = expected <= now and not skipped
                     late_since = late_since or (expected if late else None)
                     grace = timedelta(seconds=spec.start_grace)
-                    deadlines.append(expected + grace if late else expected)
+                    deadlines.append(expected + grace if expected <= now else expected)
         # Every run this check ends stays in the list: when one check records several
         # missed slots, the flip is dated by the one that made the streak long enough.
         needed = len(fresh) + runs_needed(spec.alerts)
@@ -197,6 +204,7 @@ class _Batch:
             flapping_since = await self._calm_down(conn, job, state, flapping_since, deadlines)
 
         failures, successes = streaks(recent)
+        self.decided[(job.project_id, spec.slug)] = state
         self.jobs.append(
             {
                 "id": job.id,
@@ -330,6 +338,9 @@ class _Batch:
         parents = job.spec.alerts.depends_on
         if parents:
             states = await monitor_store.states_by_slug(conn, job.project_id, parents)
+            for slug in parents:
+                if (job.project_id, slug) in self.decided:
+                    states[slug] = self.decided[(job.project_id, slug)].value
             if any(state == MonitorState.DOWN.value for state in states.values()):
                 return "depends_on"
         return None

@@ -239,6 +239,60 @@ async def test_overlap_skip_records_a_skipped_run_while_one_is_in_flight(
     assert await claim(ctx) == []  # a skipped run stays skipped
 
 
+async def claim_ahead(ctx: Context, seconds: float) -> list[execution.ClaimedRun]:
+    return await execution.claim_runs(
+        ctx, node="node-a", queues=["default"], limit=10, lease=60, ahead=seconds
+    )
+
+
+async def test_a_run_claimed_ahead_of_its_slot_starts_at_the_slot_and_records_its_real_start(
+    ctx: Context, clock: FakeClock, admin: Actor
+) -> None:
+    await make_job(ctx, admin, "backup")
+    clock.set(
+        at(
+            12,
+            0,
+            59,
+        )
+    )  # the 12:01 slot is queued (look-ahead), due in a second
+    await Scheduler(ctx).run_once()
+
+    assert await claim_ahead(ctx, 0.5) == []  # not due within half a second
+    [claimed] = await claim_ahead(ctx, 1.5)
+
+    assert claimed.starts_at == at(12, 1)  # the worker waits until the slot
+    clock.set(at(12, 1) + timedelta(milliseconds=7))  # ... and really starts 7 ms late
+    await finish(ctx, claimed)
+    [run] = await runs_of(ctx, admin, "backup")
+    assert run.started_at == at(12, 1) + timedelta(milliseconds=7)
+    assert run.drift_ms == 7
+
+
+async def test_a_run_not_yet_due_is_never_skipped_because_its_job_is_busy_now(
+    ctx: Context, clock: FakeClock, admin: Actor
+) -> None:
+    await make_job(ctx, admin, "backup", overlap="skip", schedule="every 1s")
+    clock.set(
+        at(
+            12,
+            0,
+            0,
+        )
+        + timedelta(milliseconds=100)
+    )
+    await Scheduler(ctx).run_once()  # slots 12:00:01 and 12:00:02 queued ahead
+    [first] = await claim_ahead(ctx, 1.0)  # 12:00:01, claimed ahead
+
+    assert await claim_ahead(ctx, 2.5) == []  # 12:00:02 waits: the busy job may be done by then
+    clock.set(at(12, 0, 1) + timedelta(milliseconds=50))
+    await finish(ctx, first)
+    [second] = await claim_ahead(ctx, 1.0)
+
+    assert second.run.scheduled_for == at(12, 0, 2)
+    assert {run.status for run in await runs_of(ctx, admin, "backup")} <= {"running", "succeeded"}
+
+
 @pytest.mark.parametrize("overlap", ["queue", "allow"])
 async def test_overlap_queue_and_allow_queue_the_slot_while_one_is_in_flight(
     ctx: Context, clock: FakeClock, admin: Actor, overlap: str

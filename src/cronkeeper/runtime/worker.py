@@ -1,9 +1,11 @@
 """The worker: claims queued runs, executes their attempts, records the outcomes.
 
-One loop claims while there is capacity, waking exactly when the next queued run is
-due; each claimed run executes in its own task; finished attempts are recorded by one
-recorder task, many per transaction (group commit); one lease loop renews every lease of
-this node at once and cancels attempts whose run was cancelled (or reaped) meanwhile.
+One loop claims while there is capacity, including runs due within `claim_ahead`
+seconds: the database work of claiming is done before the slot, and each claimed run
+waits in its own task to start at its exact time, then executes; finished attempts are
+recorded by one recorder task, many per transaction (group commit); one lease loop renews
+every lease of this node at once and cancels attempts whose run was cancelled (or reaped)
+meanwhile.
 On stop: claim nothing more, let in-flight runs finish for up to `drain_timeout`, then
 release the rest back to the queue.
 """
@@ -38,7 +40,8 @@ class Worker:
         *,
         node: str,
         queues: tuple[str, ...] = ("default",),
-        capacity: int = 1000,
+        capacity: int = 10_000,
+        claim_ahead: float = 1.0,
         lease: float = 30.0,
         poll: float = 0.5,
         drain_timeout: float = 30.0,
@@ -47,6 +50,7 @@ class Worker:
     ) -> None:
         self.ctx, self.executors, self.node = ctx, executors, node
         self.queues, self.capacity, self.lease = list(queues), capacity, lease
+        self.claim_ahead = claim_ahead
         self.poll, self.drain_timeout, self.rng = poll, drain_timeout, rng
         self.tracing = tracing or Tracing()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -80,6 +84,7 @@ class Worker:
                 queues=self.queues,
                 limit=min(free, 100),
                 lease=self.lease,
+                ahead=self.claim_ahead,
             )
         except Exception:
             log.exception("claiming runs failed; retrying")
@@ -98,10 +103,17 @@ class Worker:
         with contextlib.suppress(Exception):
             due = await execution.next_queued_at(self.ctx, self.queues)
             if due is not None:
-                delay = min(delay, max(0.0, (due - self.ctx.clock.now()).total_seconds()))
+                ahead = (due - self.ctx.clock.now()).total_seconds() - self.claim_ahead
+                delay = min(delay, max(0.0, ahead))
         await wait_for_any(self.ctx.clock, delay, stopping, queued, self._done)
 
     async def _execute(self, claimed: ClaimedRun) -> None:
+        try:
+            await self._until_start(claimed)
+        except asyncio.CancelledError:  # cancelled, or released at shutdown, before starting
+            self.active.pop(claimed.run.id, None)
+            self._done.set()
+            return
         started = self.ctx.clock.now()
         try:
             with self.tracing.attempt(claimed) as request:
@@ -119,6 +131,14 @@ class Worker:
         finally:
             self.active.pop(claimed.run.id, None)
             self._done.set()
+
+    async def _until_start(self, claimed: ClaimedRun) -> None:
+        """Wait for the start of a run claimed ahead of its time."""
+        starts_at = claimed.starts_at
+        if starts_at is not None:
+            delay = (starts_at - self.ctx.clock.now()).total_seconds()
+            if delay > 0:
+                await self.ctx.clock.sleep(delay)
 
     async def _attempt(self, claimed: ClaimedRun, request: AttemptRequest) -> Outcome:
         executor = self.executors.get(claimed.spec.kind.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +38,14 @@ class ClaimedRun:
     spec: JobSpec
     project: str
     claimed_at: datetime | None = None  # when this attempt was claimed
+
+    @property
+    def starts_at(self) -> datetime | None:
+        """When the attempt is to start: its `not_before` if it was claimed ahead of it."""
+        if self.claimed_at is None:
+            return None
+        due = self.run.not_before
+        return due if due is not None and due > self.claimed_at else self.claimed_at
 
     def attempt_request(self) -> AttemptRequest:
         """The executor's input for the run's current attempt."""
@@ -191,19 +199,27 @@ SKIPPED_MESSAGE = (
 
 
 async def claim_runs(
-    ctx: Context, *, node: str, queues: list[str], limit: int, lease: float
+    ctx: Context,
+    *,
+    node: str,
+    queues: list[str],
+    limit: int,
+    lease: float,
+    ahead: float = 0.0,
 ) -> list[ClaimedRun]:
-    """Claim up to `limit` due queued runs for this node and open their attempts; due runs
-    that their job's overlap policy drops are recorded as skipped."""
+    """Claim up to `limit` queued runs due within `ahead` seconds for this node and open
+    their attempts (a run claimed ahead starts at its `not_before`: `ClaimedRun.starts_at`);
+    due runs that their job's overlap policy drops are recorded as skipped."""
     async with ctx.db.write() as conn:
         now = ctx.clock.now()  # after the write lock: started_at is when the run really starts
         claim = await claims.claim_runs(
             conn,
             node=node,
             now=now,
-            lease_until=now + timedelta(seconds=lease),
+            lease_until=now + timedelta(seconds=lease + ahead),
             queues=queues,
             limit=limit,
+            due_by=now + timedelta(seconds=ahead),
         )
         specs = await job_store.specs_by_id(conn, list({run.job_id for run in claim.claimed}))
         events = [
@@ -213,7 +229,7 @@ async def claim_runs(
             (
                 run.id,
                 EventType.ATTEMPT_STARTED.value,
-                now,
+                max(now, run.not_before or now),
                 f"attempt {run.attempts} of {run.max_attempts} started on {node}",
                 None,
             )
@@ -283,7 +299,9 @@ async def record_outcomes(
             for item in finished
         ]
         values = {
-            item.claimed.run.id: _run_values(item.claimed.run, decision, item.outcome, now)
+            item.claimed.run.id: _run_values(
+                item.claimed.run, decision, item.outcome, now, item.started_at
+            )
             for item, decision in planned
         }
         ours = await claims.finish_runs(conn, node, values)
@@ -329,13 +347,19 @@ def count_finished_run(
     )
 
 
-def _run_values(run: Run, decision: Settlement, outcome: Outcome, now: datetime) -> dict[str, Any]:
+def _run_values(
+    run: Run, decision: Settlement, outcome: Outcome, now: datetime, attempt_started: datetime
+) -> dict[str, Any]:
     """Every column a finished attempt sets on its run (the same keys whatever the outcome,
-    so a batch of them is one executemany)."""
+    so a batch of them is one executemany). The first attempt records when the run really
+    started (a run claimed ahead had its planned start until now)."""
+    started_at = attempt_started if run.attempts <= 1 else run.started_at
+    run = replace(run, started_at=started_at)
     drift = None
     if run.scheduled_for is not None and run.started_at is not None:
         drift = int((run.started_at - run.scheduled_for).total_seconds() * 1000)
     values: dict[str, Any] = {
+        "started_at": started_at,
         "status": decision.status.value,
         "failure_reason": decision.failure_reason,
         "error": decision.error,

@@ -135,8 +135,12 @@ async def claim_runs(
     lease_until: datetime,
     queues: Sequence[str],
     limit: int,
+    due_by: datetime | None = None,
 ) -> Claim:
-    """Move up to `limit` due queued runs to `running` for this node, oldest slot first.
+    """Move up to `limit` queued runs due by `due_by` (default: now) to `running` for this
+    node, oldest slot first. A run claimed ahead of its `not_before` waits on the node and
+    starts at its exact time; its `started_at` is that time until the attempt records
+    when it really started.
 
     A job at its `concurrency` keeps further runs queued (`overlap = queue`), or has them
     skipped (`skip`); `allow` ignores the limit. Race: two workers claiming one run —
@@ -146,11 +150,11 @@ async def claim_runs(
     """
     # Served by ix_runs_queued (queue, not_before, created_at): no sort, no join.
     candidates = (
-        select(runs.c.id, runs.c.job_id, runs.c.source)
+        select(runs.c.id, runs.c.job_id, runs.c.source, runs.c.not_before)
         .where(
             runs.c.status == "queued",
             runs.c.queue.in_(list(queues)),
-            runs.c.not_before <= now,  # every queued run has one (its slot, or when queued)
+            runs.c.not_before <= (due_by or now),  # every queued run has one
         )
         .order_by(runs.c.not_before, runs.c.created_at)
         .limit(limit * 2)
@@ -163,7 +167,7 @@ async def claim_runs(
     for _ in range(_CLAIM_PASSES):
         query = candidates.where(runs.c.job_id.not_in(seen)) if seen else candidates
         rows = (await conn.execute(query)).all()
-        started, dropped, waited = await _within_concurrency(conn, rows, limit - len(chosen))
+        started, dropped, waited = await _within_concurrency(conn, rows, limit - len(chosen), now)
         chosen += started
         skipped += dropped
         # A page full of runs waiting behind their own job's limit would starve every
@@ -186,7 +190,9 @@ async def claim_runs(
             status="running",
             node=node,
             lease_expires_at=lease_until,
-            started_at=func.coalesce(runs.c.started_at, now),
+            started_at=func.coalesce(
+                runs.c.started_at, case((runs.c.not_before > now, runs.c.not_before), else_=now)
+            ),
             attempts=runs.c.attempts + 1,
         )
         .returning(*runs.c)
@@ -195,10 +201,11 @@ async def claim_runs(
 
 
 async def _within_concurrency(
-    conn: AsyncConnection, rows: Sequence[Any], limit: int
+    conn: AsyncConnection, rows: Sequence[Any], limit: int, now: datetime
 ) -> tuple[list[uuid.UUID], list[uuid.UUID], bool]:
     """(runs to start, runs to skip, whether any run must wait) under each job's
-    concurrency and overlap policy."""
+    concurrency and overlap policy. A run not yet due is never skipped — the runs ahead
+    of it may well end before its time — it waits to be looked at again."""
     job_ids = list({row.job_id for row in rows})
     if conn.dialect.name == "postgresql" and job_ids:
         await conn.execute(select(jobs.c.id).where(jobs.c.id.in_(job_ids)).with_for_update())
@@ -223,6 +230,8 @@ async def _within_concurrency(
         busy = running.get(row.job_id, 0)
         overlap, concurrency = policies.get(row.job_id, ("skip", 1))
         action = overlap_action(overlap, concurrency, busy, scheduled=row.source == "schedule")
+        if action == "skip" and row.not_before > now:
+            action = "wait"
         if action == "skip":
             skipped.append(row.id)
         elif action == "start" and len(chosen) < limit:

@@ -20,12 +20,13 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from cronkeeper.domain.jobs import TAG_PATTERN, is_valid_slug
+from cronkeeper.domain.jobs import TAG_PATTERN, JobSpec, is_valid_slug
+from cronkeeper.domain.monitor import Anchor, expected_slot
 from cronkeeper.domain.schedules import ScheduleError, parse_schedule, parse_timezone
+from cronkeeper.domain.states import JobStatus
 from cronkeeper.errors import FieldError, InvalidInput
 
 UNIQUE_FIELDS = ("name", "slug", "tags", "timeout", "grace")
@@ -248,11 +249,7 @@ def parse_channels(text: str) -> list[str] | None:
 
 def period_seconds(expression: str | None) -> int | None:
     """The period of an `every …` schedule in seconds; None for any other kind."""
-    schedule = parse_schedule(expression)
-    if schedule.kind != "interval":
-        return None
-    first, second = schedule.next_fires(datetime(2000, 1, 1, tzinfo=UTC), ZoneInfo("UTC"), 2)
-    return int((second - first).total_seconds())
+    return parse_schedule(expression).period()
 
 
 def unique_key(ping_uuid: uuid.UUID) -> str:
@@ -280,32 +277,29 @@ class CheckFacts:
     """Everything a check's JSON says, gathered by the service."""
 
     ping_uuid: uuid.UUID
-    name: str
-    slug: str
-    tags: tuple[str, ...]
-    desc: str
-    grace: float
-    schedule: str | None
-    timezone: str
-    paused: bool
+    spec: JobSpec
     monitor_state: str
-    started: bool
+    started: bool  # a heartbeat run is open
     n_pings: int
     last_ping: datetime | None
     last_duration_ms: int | None
     channels: list[str]  # channel ids
 
+    @property
+    def paused(self) -> bool:
+        return self.spec.status is JobStatus.PAUSED
+
+    @property
+    def timeout(self) -> int | None:
+        return period_seconds(self.spec.schedule)
+
 
 def next_ping(facts: CheckFacts) -> datetime | None:
-    """When the next ping is expected: a period after the last ping, or the schedule's
-    next slot after it; None before the first ping and while paused."""
-    if facts.last_ping is None or facts.paused or not facts.schedule:
+    """When the monitor expects the next ping (a period after the last one, or the
+    schedule's next slot); None before the first ping and while paused."""
+    if facts.last_ping is None or facts.paused:
         return None
-    period = period_seconds(facts.schedule)
-    if period is not None:
-        return facts.last_ping + timedelta(seconds=period)
-    zone = parse_timezone(facts.timezone)
-    return parse_schedule(facts.schedule).next_fire(facts.last_ping, zone)
+    return expected_slot(facts.spec, Anchor(facts.last_ping))
 
 
 def check_json(
@@ -313,12 +307,13 @@ def check_json(
 ) -> dict[str, Any]:
     """A check as Healthchecks' v3 API shows it (`unique_key` instead of the UUID and
     the URLs for read-only keys)."""
+    spec = facts.spec
     result: dict[str, Any] = {
-        "name": facts.name,
-        "slug": facts.slug,
-        "tags": " ".join(facts.tags),
-        "desc": facts.desc,
-        "grace": int(facts.grace),
+        "name": spec.name,
+        "slug": spec.slug,
+        "tags": " ".join(spec.tags),
+        "desc": spec.description,
+        "grace": int(spec.start_grace),
         "n_pings": facts.n_pings,
         "status": check_status(facts.paused, facts.monitor_state, facts.started),
         "started": facts.started,
@@ -342,11 +337,10 @@ def check_json(
             resume_url=f"{update_url}/resume",
             channels=",".join(facts.channels),
         )
-    period = period_seconds(facts.schedule) if facts.schedule else None
-    if facts.schedule and period is None:
-        result.update(schedule=facts.schedule, tz=facts.timezone)
+    if spec.schedule and facts.timeout is None:
+        result.update(schedule=spec.schedule, tz=spec.timezone)
     else:
-        result["timeout"] = period or 0  # 0: no schedule, nothing is expected
+        result["timeout"] = facts.timeout or 0  # 0: no schedule, nothing is expected
     return result
 
 
@@ -359,12 +353,13 @@ def matches_unique(facts: CheckFacts, given: CheckInput) -> bool:
         "timeout": given.timeout,
         "grace": given.grace,
     }
+    spec = facts.spec
     have: dict[str, object] = {
-        "name": facts.name,
-        "slug": facts.slug,
-        "tags": facts.tags,
-        "timeout": period_seconds(facts.schedule) if facts.schedule else None,
-        "grace": int(facts.grace),
+        "name": spec.name,
+        "slug": spec.slug,
+        "tags": spec.tags,
+        "timeout": facts.timeout,
+        "grace": int(spec.start_grace),
     }
     return all(wanted[name] is not None and wanted[name] == have[name] for name in given.unique)
 

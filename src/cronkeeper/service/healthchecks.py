@@ -82,14 +82,7 @@ async def _facts(conn: Connection, project: Project, jobs: list[Job]) -> list[hc
         result.append(
             hc.CheckFacts(
                 ping_uuid=job.ping_uuid,
-                name=spec.name,
-                slug=spec.slug,
-                tags=spec.tags,
-                desc=spec.description,
-                grace=spec.start_grace,
-                schedule=spec.schedule,
-                timezone=spec.timezone,
-                paused=spec.status is JobStatus.PAUSED,
+                spec=spec,
                 monitor_state=job.monitor_state.value,
                 started=job.id in started,
                 n_pings=n_pings,
@@ -103,7 +96,7 @@ async def _facts(conn: Connection, project: Project, jobs: list[Job]) -> list[hc
 
 def _json(ctx: Context, project: Project, actor: Actor, facts: hc.CheckFacts) -> dict[str, Any]:
     readonly = not actor.role.allows(KeyRole.WRITE)
-    badge = job_badge_url(ctx, project, facts.slug)
+    badge = job_badge_url(ctx, project, facts.spec.slug)
     return hc.check_json(facts, ctx.base_url, badge, readonly=readonly)
 
 

@@ -162,7 +162,7 @@ def keys_revoke(
 
 
 def _register_client_commands() -> None:
-    from cronkeeper.cli import audit, jobs, maintenance, runs
+    from cronkeeper.cli import audit, channels, jobs, maintenance, runs
 
     jobs.app.command("trigger")(runs.trigger_job)
     app.add_typer(jobs.app, name="jobs")
@@ -170,6 +170,7 @@ def _register_client_commands() -> None:
     app.add_typer(runs.run_app, name="run")
     app.command("stats")(runs.stats)
     app.command("audit")(audit.audit)
+    app.add_typer(channels.app, name="channels")
     app.add_typer(maintenance.app, name="maintenance")
 
 

@@ -34,6 +34,12 @@ CONFIG = """\
 
 [warnings]
 fail-on = ["missing_auth"]
+
+# Channel changes need an admin key (DESIGN §2): with this write key they must answer 403.
+[[operations]]
+include-tag = "channels"
+include-method-regex = "^(POST|PATCH|DELETE)$"
+warnings = false
 """
 
 

@@ -379,6 +379,18 @@ async def test_badges_lists_urls_per_tag_and_for_all(client: httpx.AsyncClient, 
     assert badge.json() == {"status": "up", "total": 1, "grace": 0, "down": 0}
 
 
+async def test_other_methods_are_405_and_preflights_are_answered(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    response = await client.put(CHECKS, headers=key(keys.write), content="{}")
+
+    assert error(response, 405) == "method not allowed"
+    assert response.headers["allow"] == "GET, POST"
+    preflight = await client.options(CHECKS)
+    assert preflight.status_code == 204
+    assert "X-Api-Key" in preflight.headers["access-control-allow-headers"]
+
+
 async def test_status_endpoint_says_ok_without_a_key(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v3/status/")
 

@@ -47,6 +47,8 @@ PREFLIGHT = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
     "Access-Control-Max-Age": "600",
 }
+#: Routes take every method, so that others get a JSON 405 rather than a problem document.
+_ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 Handler = Callable[[Context, Actor, Request, dict[str, Any]], Awaitable[Response]]
 
 
@@ -74,7 +76,7 @@ def hc_v3_mount(ctx: Context) -> Mount:
     for path, handlers in table:
         endpoint = _endpoint(ctx, handlers)
         for variant in {path, path.rstrip("/")}:
-            routes.append(Route(variant, endpoint, methods=[*handlers, "OPTIONS"]))
+            routes.append(Route(variant, endpoint, methods=_ANY))
     return Mount("/api/v3", routes=routes)
 
 
@@ -95,10 +97,12 @@ def _endpoint(
     async def endpoint(request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=PREFLIGHT)
+        method = "GET" if request.method == "HEAD" else request.method
+        if method not in handlers:
+            return error(405, "method not allowed", {"Allow": ", ".join(handlers)})
         try:
             body = await _json_body(request)
             actor = await _authenticate(ctx, request, body)
-            method = "GET" if request.method == "HEAD" else request.method
             return await handlers[method](ctx, actor, request, body)
         except MalformedBody:
             return error(400, "could not parse request body")

@@ -27,9 +27,11 @@ class Monitor:
         *,
         batch: int = 200,
         max_sleep: float = 0.5,
-        tick_every: float = 5.0,
+        tick_every: float | None = None,
     ) -> None:
         self.ctx, self.batch, self.max_sleep = ctx, batch, max_sleep
+        if tick_every is None:  # 5 s, or often enough for a shortened OUTAGE_GAP
+            tick_every = min(5.0, monitor.OUTAGE_GAP.total_seconds() / 6)
         self.tick_every = timedelta(seconds=tick_every)
         self.last_tick: datetime | None = None
         self.checked = 0

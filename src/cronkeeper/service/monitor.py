@@ -13,6 +13,7 @@ marked `during_outage`, and never count or alert.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,7 +45,8 @@ from cronkeeper.store.engine import Connection
 from cronkeeper.store.monitor import MonitoredJob
 
 #: No monitor tick for this long means Cronkeeper (every monitor of it) was down or stuck.
-OUTAGE_GAP = timedelta(seconds=30)
+#: CRONKEEPER_OUTAGE_GAP (seconds) shortens it, so a test can kill a server for seconds.
+OUTAGE_GAP = timedelta(seconds=float(os.environ.get("CRONKEEPER_OUTAGE_GAP") or 30))
 #: How many of our own outages are remembered (the newest).
 MAX_OUTAGES = 50
 TICK_KEY, OUTAGES_KEY = "monitor_tick", "monitor_outages"

@@ -126,3 +126,12 @@ def http_job(slug: str, url: str = "https://reports.example.com/run", **extra: A
         "target": {"method": "POST", "url": url, "headers": {"Authorization": "Bearer s3cret"}},
         **extra,
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

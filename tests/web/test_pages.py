@@ -141,7 +141,6 @@ async def test_audit_and_queue_pages_render_with_filters(
     window = await client.get("/audit?from=2000-01-01T00:00&to=2000-01-02T00:00")
     assert "No audit entries match." in window.text
     bad = await client.get("/audit?from=yesterday&action=drop.table")
-    assert bad.status_code == 422
     assert "From is not a date and time" in bad.text
     assert "Action is not an audit action" in bad.text
     queue = await client.get("/queue")

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from cronkeeper import __version__
 from cronkeeper.api import problems
-from cronkeeper.api.routes import audit, channels, jobs, maintenance, ops, runs, stats
+from cronkeeper.api.routes import audit, channels, jobs, maintenance, ops, runs, stats, topology
 from cronkeeper.api.routes.badges import badge_mount
 from cronkeeper.api.routes.hc_v3 import hc_v3_mount
 from cronkeeper.api.routes.pings import ping_mount
@@ -48,7 +48,7 @@ def create_app(ctx: Context, *, auth_failures_per_minute: int = 20) -> FastAPI:
     # The ping endpoints are plain Starlette routes, matched before any FastAPI route.
     app.router.routes.insert(0, ping_mount(ctx))
     app.router.routes[1:1] = [hc_v3_mount(ctx), badge_mount(ctx)]  # Healthchecks-style, public
-    for module in (ops, jobs, runs, stats, audit, channels, maintenance):
+    for module in (ops, jobs, runs, stats, audit, channels, maintenance, topology):
         app.include_router(module.router)
 
     @app.exception_handler(Exception)

@@ -31,8 +31,8 @@ def _read_password(from_stdin: bool) -> str:
         raise InvalidInput(
             FieldError("password", "no terminal to ask on; pipe it with --password-stdin")
         )
-    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    return password
+    prompted: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return prompted
 
 
 @app.command("create")
@@ -50,7 +50,7 @@ def create(
     """Create a user who logs in to the dashboard with a password (argon2-hashed)."""
     password = _read_password(password_stdin)
     try:
-        config = Settings(**({"db": db} if db else {}))
+        config = Settings(db=db) if db else Settings()
     except ValueError as error:
         raise InvalidInput([], f"invalid setting: {error}") from None
     actor = key_service.local_actor()

@@ -90,7 +90,7 @@ async def edit_submit(web: Web, request: Request, viewer: Viewer) -> Response:
         else:
             return redirect(f"/jobs/{slug}?msg=updated")
     values = await web.base(request, viewer, job=job, form=form, methods=HTTP_METHODS)
-    return render("edit.html", values, status=422)
+    return render("edit.html", values)  # 200: browsers log 4xx pages as console errors
 
 
 async def delete_page(web: Web, request: Request, viewer: Viewer) -> Response:
@@ -106,7 +106,7 @@ async def delete_submit(web: Web, request: Request, viewer: Viewer) -> Response:
     if typed != job.slug:
         error = f"type the job's slug, {job.slug}, to confirm"
         values = await web.base(request, viewer, job=job, error=error)
-        return render("delete.html", values, status=422)
+        return render("delete.html", values)
     await job_service.delete_job(web.ctx, viewer.actor, viewer.project, slug)
     return redirect("/?msg=deleted")
 

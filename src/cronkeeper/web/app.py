@@ -110,7 +110,7 @@ def redirect(location: str) -> Response:
 
 def dashboard_routes(ctx: Context) -> list[BaseRoute]:
     """Every route of the dashboard, for the server's app (`/static` plus the pages)."""
-    from cronkeeper.web import actions, login, pages
+    from cronkeeper.web import actions, login, pages, topology_page
 
     web = Web(ctx, Secrets(ctx))
     static: ASGIApp = StaticFiles(directory=STATIC)
@@ -118,6 +118,7 @@ def dashboard_routes(ctx: Context) -> list[BaseRoute]:
     routes += login.routes(web)
     routes += pages.routes(web)
     routes += actions.routes(web)
+    routes += topology_page.routes(web)
     return routes
 
 

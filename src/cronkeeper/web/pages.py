@@ -286,7 +286,7 @@ async def audit_page(web: Web, request: Request, viewer: Viewer) -> Response:
         errors=errors,
         actions=AUDIT_ACTIONS,
     )
-    return render("audit.html", values, status=422 if errors else 200)
+    return render("audit.html", values)
 
 
 def _audit_position(cursor: str) -> tuple[datetime, int] | None:

@@ -46,15 +46,15 @@ def countdown(value: datetime | None) -> Markup:
 
 
 def span_text(seconds: float) -> str:
-    """A short human span: 45s, 3m 12s, 2h 5m, 3d 4h."""
+    """A short human span: 45s, 3m 12s, 2h 5m 9s, 3d 4h 10m."""
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
         return f"{seconds // 60}m {seconds % 60}s"
     if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m {seconds % 60}s"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h {seconds % 3600 // 60}m"
 
 
 def duration(ms: int | float | None) -> str:

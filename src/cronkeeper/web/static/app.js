@@ -14,8 +14,11 @@
     seconds = Math.max(0, Math.floor(seconds));
     if (seconds < 60) return seconds + "s";
     if (seconds < 3600) return Math.floor(seconds / 60) + "m " + (seconds % 60) + "s";
-    if (seconds < 86400) return Math.floor(seconds / 3600) + "h " + Math.floor(seconds % 3600 / 60) + "m";
-    return Math.floor(seconds / 86400) + "d " + Math.floor(seconds % 86400 / 3600) + "h";
+    if (seconds < 86400) {
+      return Math.floor(seconds / 3600) + "h " + Math.floor(seconds % 3600 / 60) + "m " + (seconds % 60) + "s";
+    }
+    return Math.floor(seconds / 86400) + "d " + Math.floor(seconds % 86400 / 3600) + "h " +
+      Math.floor(seconds % 3600 / 60) + "m";
   }
 
   function localiseTimes(root) {

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(default=20, ge=1)
     url: str = Field(default="http://127.0.0.1:8080", description="Server URL for client commands")
     api_key: str | None = None
+    ping_key: str | None = Field(default=None, description="Project ping key for `exec`/monitor")
+    ping_url: str | None = Field(default=None, description="A job's ping URL for `exec`/monitor")
 
     @property
     def base_url(self) -> str:

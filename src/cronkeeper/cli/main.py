@@ -163,6 +163,7 @@ def keys_revoke(
 
 def _register_client_commands() -> None:
     from cronkeeper.cli import audit, channels, jobs, maintenance, runs
+    from cronkeeper.cli.exec import exec_command
 
     jobs.app.command("trigger")(runs.trigger_job)
     app.add_typer(jobs.app, name="jobs")
@@ -172,6 +173,7 @@ def _register_client_commands() -> None:
     app.command("audit")(audit.audit)
     app.add_typer(channels.app, name="channels")
     app.add_typer(maintenance.app, name="maintenance")
+    app.command("exec")(exec_command)
 
 
 _register_client_commands()

@@ -17,7 +17,10 @@ log = logging.getLogger("cronkeeper.scheduler")
 
 
 class Scheduler:
-    def __init__(self, ctx: Context, *, batch: int = 2000, max_sleep: float = 1.0) -> None:
+    """`batch`: slots per transaction. Small batches keep the event loop responsive (a
+    transaction's statement building runs on it), so runs start on time meanwhile."""
+
+    def __init__(self, ctx: Context, *, batch: int = 250, max_sleep: float = 1.0) -> None:
         self.ctx = ctx
         self.batch = batch
         self.max_sleep = max_sleep

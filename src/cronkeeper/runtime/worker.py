@@ -30,6 +30,7 @@ from cronkeeper.service.context import Context
 from cronkeeper.service.execution import ClaimedRun, Finished
 
 log = logging.getLogger("cronkeeper.worker")
+RECORD_BATCH = 100
 
 
 class Worker:
@@ -165,7 +166,9 @@ class Worker:
         """Record finished attempts, everything waiting at once in one transaction."""
         while True:
             batch = [await self._finished.get()]
-            while not self._finished.empty() and len(batch) < 500:
+            # Up to RECORD_BATCH per transaction: one commit for many, yet short enough not
+            # to hold up runs due to start meanwhile on this event loop.
+            while not self._finished.empty() and len(batch) < RECORD_BATCH:
                 batch.append(self._finished.get_nowait())
             futures = [future for _, future in batch]
             try:

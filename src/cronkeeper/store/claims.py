@@ -18,11 +18,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import DueJob, Run
 from cronkeeper.domain.monitor import POKE
 from cronkeeper.domain.scheduling import overlap_action
 from cronkeeper.store.runs import run_from_row
+from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import jobs, runs
 
 ACTIVE = ("queued", "running", "suspended")
@@ -43,13 +43,13 @@ async def due_jobs(conn: AsyncConnection, horizon: datetime, limit: int) -> list
     job's slot is planned by one of them; the slot constraint covers everything else.
     """
     query = (
-        select(jobs.c.id, jobs.c.project_id, jobs.c.spec, jobs.c.next_fire_at)
+        select(jobs.c.id, jobs.c.project_id, SPEC_TEXT, jobs.c.next_fire_at)
         .where(jobs.c.status == "active", jobs.c.next_fire_at <= horizon)
         .order_by(jobs.c.next_fire_at)
         .limit(limit)
     )
     rows = (await conn.execute(skip_locked(conn, query))).all()
-    return [DueJob(r.id, r.project_id, JobSpec.from_body(r.spec), r.next_fire_at) for r in rows]
+    return [DueJob(r.id, r.project_id, spec_of(r.id, r.spec_text), r.next_fire_at) for r in rows]
 
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:
@@ -212,11 +212,10 @@ async def _within_concurrency(
     policies: dict[uuid.UUID, tuple[str, int]] = {}
     running: dict[uuid.UUID, int] = {}
     if job_ids:
-        specs = select(jobs.c.id, jobs.c.spec).where(jobs.c.id.in_(job_ids))
-        policies = {
-            row.id: (row.spec["overlap"], int(row.spec["concurrency"]))
-            for row in await conn.execute(specs)
-        }
+        found = select(jobs.c.id, SPEC_TEXT).where(jobs.c.id.in_(job_ids))
+        for row in await conn.execute(found):
+            spec = spec_of(row.id, row.spec_text)
+            policies[row.id] = (spec.overlap, spec.concurrency)
         query = (
             select(runs.c.job_id, func.count())
             .where(runs.c.job_id.in_(job_ids), runs.c.status == "running")

@@ -15,6 +15,7 @@ from cronkeeper.domain.models import Job, RunSummary
 from cronkeeper.domain.states import JobStatus, MonitorState
 from cronkeeper.errors import Conflict
 from cronkeeper.store.errors import is_unique_violation
+from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import job_tags, jobs, projects, runs
 
 
@@ -195,12 +196,12 @@ async def specs_by_id(
     if not job_ids:
         return {}
     query = (
-        select(jobs.c.id, jobs.c.spec, projects.c.slug)
+        select(jobs.c.id, SPEC_TEXT, projects.c.slug)
         .join(projects, projects.c.id == jobs.c.project_id)
         .where(jobs.c.id.in_(job_ids))
     )
     rows = (await conn.execute(query)).all()
-    return {row.id: (JobSpec.from_body(row.spec), row.slug) for row in rows}
+    return {row.id: (spec_of(row.id, row.spec_text), row.slug) for row in rows}
 
 
 async def slugs_by_id(conn: AsyncConnection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -18,6 +18,7 @@ import uvicorn
 
 from cronkeeper import __version__
 from cronkeeper.api.app import create_app
+from cronkeeper.api.routes.pings import with_pings_first
 from cronkeeper.domain.outcomes import Executor
 from cronkeeper.domain.ssrf import SsrfPolicy
 from cronkeeper.executors.command import CommandExecutor
@@ -80,7 +81,11 @@ async def _run_until_signal(
         app = create_app(ctx, auth_failures_per_minute=settings.auth_failures_per_minute)
         app.router.routes.extend(dashboard_routes(ctx))  # the dashboard, at /
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="info", access_log=False
+            with_pings_first(app, ctx),  # pings skip FastAPI: DESIGN §6
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
         )
         server = _Server(config)
 

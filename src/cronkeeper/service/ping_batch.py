@@ -26,7 +26,6 @@ from cronkeeper.domain.pings import (
 from cronkeeper.domain.states import EventType, RunSource, RunStatus
 from cronkeeper.store import claims
 from cronkeeper.store import pings as ping_store
-from cronkeeper.store import runs as run_store
 from cronkeeper.store.engine import Connection
 
 EventRow = tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]
@@ -41,12 +40,16 @@ def _superseded_message(rid: str | None) -> str:
     return f"superseded: a newer start ping with the same rid ({rid}) arrived"
 
 
+_RUN = {name: position for position, name in enumerate(ping_store.RUN_COLUMNS)}
+_CLOSING = {name: position for position, name in enumerate(ping_store.CLOSING_COLUMNS)}
+
+
 class PingBatch:
     def __init__(self, open_runs: dict[uuid.UUID, list[OpenRun]]) -> None:
         self.open = open_runs  # job id → its running heartbeat runs, kept current
-        self.new_runs: dict[uuid.UUID, dict[str, Any]] = {}  # run id → `runs` row
-        self.closings: dict[uuid.UUID, dict[str, Any]] = {}  # stored run id → closing values
-        self.attempts: list[dict[str, Any]] = []
+        self.new_runs: dict[uuid.UUID, list[Any]] = {}  # run id → `runs` row (RUN_COLUMNS)
+        self.closings: dict[uuid.UUID, list[Any]] = {}  # stored run id → CLOSING_COLUMNS + id
+        self.attempts: list[tuple[Any, ...]] = []
         self.events: list[EventRow] = []
         self.last_runs: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest finished run
         self.newest: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest run of this batch
@@ -85,20 +88,22 @@ class PingBatch:
         else:
             open_runs.remove(run)
             run_id, started_at = run.id, run.started_at
+        reason = _value(closing.failure_reason)
         self._close(run_id, closing.status, ping.at, closing.duration_ms)
-        self._set(run_id, failure_reason=_value(closing.failure_reason), error=closing.error)
+        self._set(run_id, failure_reason=reason, error=closing.error)
         self.attempts.append(
-            {
-                "run_id": run_id,
-                "number": 1,
-                "status": closing.attempt_status.value,
-                "failure_reason": _value(closing.failure_reason),
-                "exit_code": closing.exit_code,
-                "latency_ms": closing.duration_ms,
-                "body_preview": ping.body or None,
-                "started_at": started_at,
-                "finished_at": ping.at,
-            }
+            (
+                uuid.uuid4(),
+                run_id,
+                1,
+                closing.attempt_status.value,
+                reason,
+                closing.exit_code,
+                closing.duration_ms,
+                ping.body or None,
+                started_at,
+                ping.at,
+            )
         )
         (attempt_event, said), *rest = closing.events
         self._event(run_id, ping, attempt_event, said)
@@ -121,24 +126,25 @@ class PingBatch:
 
     def _new_run(self, job: PingedJob, ping: Ping) -> uuid.UUID:
         run_id = uuid7(ping.at)
-        self.new_runs[run_id] = {
-            "id": run_id,
-            "project_id": job.project_id,
-            "job_id": job.id,
-            "source": RunSource.HEARTBEAT.value,
-            "status": RunStatus.RUNNING.value,
-            "queue": job.queue,
-            "started_at": ping.at,
-            "finished_at": None,
-            "duration_ms": None,
-            "attempts": 1,
-            "max_attempts": 1,
-            "failure_reason": None,
-            "error": None,
-            "ping_rid": ping.rid,
-            "created_at": ping.at,
-            "ordered_at": ping.at,
-        }
+        at = ping.at
+        self.new_runs[run_id] = [
+            run_id,
+            job.project_id,
+            job.id,
+            RunSource.HEARTBEAT.value,
+            RunStatus.RUNNING.value,
+            job.queue,
+            at,  # started_at
+            None,  # finished_at
+            None,  # duration_ms
+            1,  # attempts
+            1,  # max_attempts
+            None,  # failure_reason
+            None,  # error
+            ping.rid,
+            at,  # created_at
+            at,  # ordered_at
+        ]
         self.newest[job.id] = run_id
         return run_id
 
@@ -149,24 +155,38 @@ class PingBatch:
 
     def _set(self, run_id: uuid.UUID, **values: Any) -> None:
         """Change a run of this batch's insert, or the closing of a stored run."""
-        if run_id in self.new_runs:
-            self.new_runs[run_id].update(values)
+        row = self.new_runs.get(run_id)
+        if row is not None:
+            for name, value in values.items():
+                row[_RUN[name]] = value
             return
-        closing = self.closings.setdefault(
-            run_id, {"id": run_id, **dict.fromkeys(ping_store.CLOSING_COLUMNS)}
-        )
-        closing.update(values)
+        closing = self.closings.get(run_id)
+        if closing is None:
+            closing = self.closings[run_id] = [None] * len(_CLOSING) + [run_id]
+        for name, value in values.items():
+            closing[_CLOSING[name]] = value
 
     def _event(self, run_id: uuid.UUID, ping: Ping, kind: EventType, message: str) -> None:
         self.events.append((run_id, kind.value, ping.at, message, _client(ping) or None))
 
     async def write(self, conn: Connection) -> None:
         """Write every row of the batch: a fixed number of statements."""
-        await ping_store.insert_runs(conn, list(self.new_runs.values()))
-        await ping_store.close_runs(conn, list(self.closings.values()))
-        await run_store.insert_attempts(conn, self.attempts)
-        await run_store.append_events_many(conn, self.events)
+        await ping_store.insert_runs(conn, [tuple(row) for row in self.new_runs.values()])
+        await ping_store.close_runs(conn, [tuple(row) for row in self.closings.values()])
+        await ping_store.insert_attempts(conn, self.attempts)
+        await ping_store.insert_events(conn, await self._numbered_events(conn))
         await claims.set_last_runs(conn, list(self.last_runs.items()))
+
+    async def _numbered_events(self, conn: Connection) -> list[tuple[Any, ...]]:
+        """The events with their sequence numbers: runs new in this batch count from 1;
+        stored runs continue after their last event."""
+        stored = {run_id for run_id, *_ in self.events if run_id not in self.new_runs}
+        last = await ping_store.last_sequence_numbers(conn, stored)
+        rows = []
+        for run_id, kind, at, message, data in self.events:
+            number = last[run_id] = last.get(run_id, 0) + 1
+            rows.append((run_id, number, kind, at, message, data))
+        return rows
 
 
 def _client(ping: Ping) -> dict[str, Any]:

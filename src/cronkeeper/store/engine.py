@@ -94,7 +94,11 @@ def create_database(url: str, *, echo: bool = False) -> Database:
     """A `Database` for a path or URL as users type it (see `normalise_db_url`)."""
     url = normalise_db_url(url)
     options: dict[str, Any] = {"echo": echo}
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite+aiosqlite"):
+        from cronkeeper.store.sqlite_driver import dbapi  # one thread hop per statement
+
+        options.update(connect_args={"timeout": 30}, module=dbapi())
+    elif url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 30}
     else:
         options.update(pool_size=10, max_overflow=20, pool_pre_ping=True)

@@ -13,11 +13,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, select, tuple_, update
+from sqlalchemy import RowMapping, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.pings import OpenRun, PingedJob
-from cronkeeper.store.tables import jobs, projects, runs
+from cronkeeper.store.bulk import BulkStatement
+from cronkeeper.store.tables import attempts, events, jobs, projects, runs
 
 _JOB_COLUMNS = (
     jobs.c.id,
@@ -118,28 +119,90 @@ async def latest_run_id(conn: AsyncConnection, job_id: uuid.UUID) -> uuid.UUID |
     return run_id
 
 
-async def insert_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many runs (`runs` columns, every row with the same keys) in one statement."""
-    if rows:
-        await conn.execute(runs.insert(), list(rows))
-
-
-#: The columns `close_runs` sets; every update carries all of them.
+#: The columns of the rows each writer below takes, in tuple order.
+RUN_COLUMNS = (
+    "id",
+    "project_id",
+    "job_id",
+    "source",
+    "status",
+    "queue",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "attempts",
+    "max_attempts",
+    "failure_reason",
+    "error",
+    "ping_rid",
+    "created_at",
+    "ordered_at",
+)
 CLOSING_COLUMNS = ("status", "finished_at", "duration_ms", "failure_reason", "error")
+ATTEMPT_COLUMNS = (
+    "id",
+    "run_id",
+    "number",
+    "status",
+    "failure_reason",
+    "exit_code",
+    "latency_ms",
+    "body_preview",
+    "started_at",
+    "finished_at",
+)
+EVENT_COLUMNS = ("run_id", "sequence_num", "type", "at", "message", "data")
+
+_INSERT_RUNS = BulkStatement(runs.insert(), RUN_COLUMNS)
+_CLOSE_RUNS = BulkStatement(
+    update(runs)
+    .where(runs.c.id == bindparam("b_id"), runs.c.status == "running")
+    .values({name: bindparam(f"b_{name}") for name in CLOSING_COLUMNS}),
+    [f"b_{name}" for name in CLOSING_COLUMNS] + ["b_id"],
+)
+_INSERT_ATTEMPTS = BulkStatement(attempts.insert(), ATTEMPT_COLUMNS)
+_INSERT_EVENTS = BulkStatement(events.insert(), EVENT_COLUMNS)
 
 
-async def close_runs(conn: AsyncConnection, closings: Sequence[dict[str, Any]]) -> None:
-    """Give running runs their final state (`id` plus CLOSING_COLUMNS per row).
+async def insert_runs(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert many runs (tuples in RUN_COLUMNS order) in one driver call."""
+    await _INSERT_RUNS.execute(conn, rows)
+
+
+async def close_runs(conn: AsyncConnection, closings: Sequence[tuple[Any, ...]]) -> None:
+    """Give running runs their final state (CLOSING_COLUMNS values, then the run id).
 
     The batch has held these runs' locks (PostgreSQL) or the only write transaction
     (SQLite) since it read them as running, so none can have changed meanwhile.
     """
-    if not closings:
-        return
-    statement = (
-        update(runs)
-        .where(runs.c.id == bindparam("b_id"), runs.c.status == "running")
-        .values({name: bindparam(f"b_{name}") for name in CLOSING_COLUMNS})
+    await _CLOSE_RUNS.execute(conn, closings)
+
+
+async def insert_attempts(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Record finished attempts (tuples in ATTEMPT_COLUMNS order) in one driver call."""
+    await _INSERT_ATTEMPTS.execute(conn, rows)
+
+
+async def insert_events(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append events (tuples in EVENT_COLUMNS order, sequence numbers already given)."""
+    await _INSERT_EVENTS.execute(conn, rows)
+
+
+async def last_sequence_numbers(
+    conn: AsyncConnection, run_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """The last event sequence number of each of these stored runs (0 if it has none).
+
+    Single writer per run: the batch holds the run's lock (PostgreSQL) or the write
+    transaction (SQLite), so nobody appends between this read and the insert.
+    """
+    if not run_ids:
+        return {}
+    query = (
+        select(events.c.run_id, func.max(events.c.sequence_num))
+        .where(events.c.run_id.in_(list(run_ids)))
+        .group_by(events.c.run_id)
     )
-    params = [{f"b_{name}": value for name, value in row.items()} for row in closings]
-    await conn.execute(statement, params)
+    last = dict.fromkeys(run_ids, 0)
+    last.update({run_id: int(number) for run_id, number in await conn.execute(query)})
+    return last

@@ -1,5 +1,6 @@
-"""The Healthchecks-compatible ping endpoints (DESIGN §3 Ping API), as plain Starlette
-routes: the hot path skips FastAPI's per-request machinery (about 3× its cost here).
+"""The Healthchecks-compatible ping endpoints (DESIGN §3 Ping API), as one raw ASGI app:
+the hot path skips FastAPI's and Starlette's per-request machinery (middleware stack,
+route regexes, Request objects), which cost more than recording the ping itself.
 
     /ping/{uuid}[/start|/fail|/log|/{exit_status}]
     /ping/{ping_key}/{slug}[/start|/fail|/log|/{exit_status}]   (?create=1 provisions)
@@ -9,15 +10,22 @@ as Healthchecks gives them: `200 OK`, `201 Created` (job provisioned), `404 not 
 `400` (exit status outside 0-255, rid not a UUID, slug unusable for `?create=1`), `409`;
 every answer carries `Ping-Body-Limit`. The body's last PING_BODY_LIMIT bytes are kept,
 read as a stream so a huge body never sits in memory.
+
+`ping_mount` mounts the app in the FastAPI application (tests, any ASGI server);
+`with_pings_first` puts it in front of that application so that `serve` answers pings
+before FastAPI sees the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import Mount
 
 from cronkeeper.domain.pings import (
     PING_BODY_LIMIT,
@@ -32,14 +40,20 @@ from cronkeeper.errors import Conflict, InvalidInput, NotFound
 from cronkeeper.service import pings as ping_service
 from cronkeeper.service.context import Context
 
+log = logging.getLogger("cronkeeper.api.pings")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 METHODS = ("GET", "HEAD", "POST")
-#: Routes take every method, so that others get the ping's own 405 (and OPTIONS a preflight).
-_ANY = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-HEADERS = {"Ping-Body-Limit": str(PING_BODY_LIMIT), "Access-Control-Allow-Origin": "*"}
-PREFLIGHT = {
-    **HEADERS,
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
-    "Access-Control-Max-Age": "600",
+PREFIX = "/ping/"
+ACTIONS = {
+    "start": PingAction.START,
+    "fail": PingAction.FAIL,
+    "log": PingAction.LOG,
 }
 #: Healthchecks' words for each refused field.
 _BAD_REQUEST = {
@@ -47,87 +61,193 @@ _BAD_REQUEST = {
     "rid": "invalid uuid format",
     "slug": "invalid slug format",
 }
-Endpoint = Callable[[Request], Awaitable[Response]]
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DIGITS = re.compile(r"^[0-9]+$")
+_COMMON = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"ping-body-limit", str(PING_BODY_LIMIT).encode()),
+    (b"access-control-allow-origin", b"*"),
+]
+_PREFLIGHT = [
+    *_COMMON[1:],
+    (b"access-control-allow-methods", b"GET, HEAD, POST, OPTIONS"),
+    (b"access-control-max-age", b"600"),
+]
+_NOT_ALLOWED = [(b"allow", ", ".join(METHODS).encode())]
 
 
-def answer(status: int, text: str, headers: dict[str, str] = HEADERS) -> PlainTextResponse:
-    return PlainTextResponse(text, status_code=status, headers=headers)
+class _Incomplete(Exception):
+    """The client went away before its body was complete."""
 
 
-def ping_mount(ctx: Context) -> Mount:
-    """Every ping route under `/ping`, bound to `ctx`."""
-    routes: list[BaseRoute] = []
-    for prefix, by_uuid in (("/{ping_uuid:uuid}", True), ("/{ping_key}/{slug}", False)):
-        routes += [
-            Route(prefix, _endpoint(ctx, by_uuid, PingAction.SUCCESS), methods=_ANY),
-            Route(f"{prefix}/start", _endpoint(ctx, by_uuid, PingAction.START), methods=_ANY),
-            Route(f"{prefix}/fail", _endpoint(ctx, by_uuid, PingAction.FAIL), methods=_ANY),
-            Route(f"{prefix}/log", _endpoint(ctx, by_uuid, PingAction.LOG), methods=_ANY),
-            Route(f"{prefix}/{{exit_status:int}}", _endpoint(ctx, by_uuid, None), methods=_ANY),
-        ]
-    routes.append(Route("/{rest:path}", _not_found, methods=_ANY))
-    return Mount("/ping", routes=routes)
+class PingApp:
+    """Every ping URL shape; paths are read relative to the `/ping` prefix."""
 
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
 
-async def _not_found(_request: Request) -> Response:
-    return answer(404, "not found")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As a mounted app: the path below the mount point (`root_path`)."""
+        path, root = scope["path"], scope.get("root_path", "")
+        rest = path[len(root) :] if root and path.startswith(root) else path
+        await self.handle(scope, receive, send, rest)
 
-
-def _endpoint(ctx: Context, by_uuid: bool, action: PingAction | None) -> Endpoint:
-    """The endpoint of one ping URL shape (`action` None: the exit status decides)."""
-
-    async def endpoint(request: Request) -> Response:
-        if request.method not in METHODS:
-            if request.method == "OPTIONS":
-                return Response(status_code=204, headers=PREFLIGHT)
-            return answer(405, "method not allowed", {**HEADERS, "Allow": ", ".join(METHODS)})
+    async def handle(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
+        """Answer one ping; `rest` is the path after `/ping` (`/<uuid>/start`)."""
+        method = scope["method"]
+        if method not in METHODS:
+            if method == "OPTIONS":
+                await _send(send, 204, b"", _PREFLIGHT, head=False)
+            else:
+                await _answer(send, 405, "method not allowed", method, _NOT_ALLOWED)
+            return
         try:
-            ping_request = await _ping_request(ctx, request, by_uuid, action)
-            result = await ping_service.record_ping(ctx, ping_request)
+            request = await self._request(scope, receive, rest)
+            if request is None:
+                status, text = 404, "not found"
+            else:
+                result = await ping_service.record_ping(self.ctx, request)
+                status, text = (201, "Created") if result.created_job else (200, "OK")
         except NotFound:
-            return answer(404, "not found")
+            status, text = 404, "not found"
         except InvalidInput as error:
-            return answer(400, _BAD_REQUEST.get(error.errors[0].field, error.detail))
+            status, text = 400, _BAD_REQUEST.get(error.errors[0].field, error.detail)
         except Conflict as error:
-            return answer(409, str(error))
-        except ClientDisconnect:
-            return answer(400, "incomplete body")
-        return answer(201, "Created") if result.created_job else answer(200, "OK")
+            status, text = 409, str(error)
+        except _Incomplete:
+            status, text = 400, "incomplete body"
+        except Exception:
+            log.exception("ping %s %s failed", method, scope["path"])
+            status, text = 500, "internal error"
+        await _answer(send, status, text, method)
 
-    return endpoint
+    async def _request(
+        self, scope: Scope, receive: Receive, rest: str
+    ) -> ping_service.PingRequest | None:
+        """Validate the URL and query, read the body's tail, and stamp the ping's time;
+        None for a path that is no ping URL."""
+        route = _route(rest)
+        if route is None:
+            return None
+        first, slug, action, exit_text = route
+        exit_status = None
+        if exit_text is not None:
+            exit_status = parse_exit_status(exit_text)
+            action = action_for_exit_status(exit_status)
+        query = _query(scope["query_string"])
+        rid = query.get("rid")
+        rid = parse_rid(rid) if rid is not None else None
+        body = body_text(await _body_tail(receive)) if _has_body(scope) else ""
+        ping = Ping(action, self.ctx.clock.now(), exit_status, rid, body, _client(scope))
+        if slug is None:
+            return ping_service.PingRequest(ping, ping_uuid=uuid.UUID(first))
+        return ping_service.PingRequest(
+            ping, ping_key=first, slug=slug, create=query.get("create") == "1"
+        )
 
 
-async def _ping_request(
-    ctx: Context, request: Request, by_uuid: bool, action: PingAction | None
-) -> ping_service.PingRequest:
-    """Validate the URL and query, read the body's tail, and stamp the ping's time."""
-    params, query = request.path_params, request.query_params
-    exit_status = None
-    if action is None:
-        exit_status = parse_exit_status(str(params["exit_status"]))
-        action = action_for_exit_status(exit_status)
-    rid = query.get("rid")
-    rid = parse_rid(rid) if rid is not None else None
-    body = body_text(await _body_tail(request))
-    client = {
-        "method": request.method,
-        "remote_addr": request.client.host if request.client else "unknown",
-        "user_agent": request.headers.get("user-agent", "")[:200].replace("\x00", ""),
+def _route(rest: str) -> tuple[str, str | None, PingAction, str | None] | None:
+    """(uuid or ping key, slug or None, action, exit status text or None) of a ping path:
+    the UUID forms win where a path could be read both ways, as Healthchecks does."""
+    parts = rest.split("/")
+    if len(parts) < 2 or parts[0] != "" or not all(parts[1:]):
+        return None
+    parts = parts[1:]
+    if _UUID.match(parts[0]) and len(parts) <= 2:
+        if len(parts) == 1:
+            return parts[0], None, PingAction.SUCCESS, None
+        found = _suffix(parts[1])
+        if found is not None:
+            return parts[0], None, *found
+    if len(parts) == 2:
+        return parts[0], parts[1], PingAction.SUCCESS, None
+    if len(parts) == 3:
+        found = _suffix(parts[2])
+        if found is not None:
+            return parts[0], parts[1], *found
+    return None
+
+
+def _suffix(text: str) -> tuple[PingAction, str | None] | None:
+    """The action a last path segment names: start/fail/log, or an exit status."""
+    action = ACTIONS.get(text)
+    if action is not None:
+        return action, None
+    if _DIGITS.match(text):
+        return PingAction.SUCCESS, str(int(text))  # the action follows the exit status
+    return None
+
+
+def _query(raw: bytes) -> dict[str, str]:
+    if not raw:
+        return {}
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+
+
+def _client(scope: Scope) -> dict[str, str]:
+    agent = ""
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            agent = value.decode("latin-1")[:200].replace("\x00", "")
+            break
+    client = scope.get("client")
+    return {
+        "method": scope["method"],
+        "remote_addr": client[0] if client else "unknown",
+        "user_agent": agent,
     }
-    ping = Ping(action, ctx.clock.now(), exit_status, rid, body, client)
-    if by_uuid:
-        return ping_service.PingRequest(ping, ping_uuid=params["ping_uuid"])
-    create = query.get("create") == "1"
-    return ping_service.PingRequest(
-        ping, ping_key=params["ping_key"], slug=params["slug"], create=create
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether to read a body at all (GET and HEAD pings never carry one in practice,
+    but a body sent anyway is kept, as before)."""
+    return scope["method"] == "POST" or any(
+        name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]
     )
 
 
-async def _body_tail(request: Request) -> bytes:
+async def _body_tail(receive: Receive) -> bytes:
     """The last PING_BODY_LIMIT bytes of the body; memory stays bounded however long it is."""
     kept = bytearray()
-    async for chunk in request.stream():
-        kept += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Incomplete
+        kept += message.get("body", b"")
         if len(kept) > 2 * PING_BODY_LIMIT:
             del kept[:-PING_BODY_LIMIT]
-    return bytes(kept[-PING_BODY_LIMIT:])
+        if not message.get("more_body", False):
+            return bytes(kept[-PING_BODY_LIMIT:])
+
+
+async def _answer(
+    send: Send, status: int, text: str, method: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = text.encode()
+    headers = [*_COMMON, (b"content-length", str(len(body)).encode()), *(extra or ())]
+    await _send(send, status, body, headers, head=method == "HEAD")
+
+
+async def _send(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], *, head: bool
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def ping_mount(ctx: Context) -> Mount:
+    """The ping app under `/ping`, for the FastAPI application's routes."""
+    return Mount("/ping", app=PingApp(ctx))
+
+
+def with_pings_first(app: ASGIApp, ctx: Context) -> ASGIApp:
+    """`app` with `/ping/…` requests answered before they reach it (the server's entry)."""
+    pings = PingApp(ctx)
+
+    async def entry(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await pings.handle(scope, receive, send, scope["path"][len(PREFIX) - 1 :])
+            return
+        await app(scope, receive, send)
+
+    return entry

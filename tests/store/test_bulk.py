@@ -1,0 +1,147 @@
+"""The hot-path statements on SQLite and PostgreSQL: rows written by a BulkStatement read
+back exactly as rows written by the equivalent Core statement, literals of the statement
+itself apply, and SQLite's one-hop cursor reports rows, counts and errors as the driver
+does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from cronkeeper.service.context import Context
+from cronkeeper.service.projects import ensure_project
+from cronkeeper.store.bulk import BulkStatement
+from cronkeeper.store.tables import events, jobs, runs
+
+AT = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+RUN_KEYS = (
+    "id",
+    "project_id",
+    "job_id",
+    "source",
+    "status",
+    "started_at",
+    "created_at",
+    "ordered_at",
+)
+
+
+async def a_job(ctx: Context) -> tuple[uuid.UUID, uuid.UUID]:
+    async with ctx.db.write() as conn:
+        project = await ensure_project(conn, "default", AT)
+        job_id = uuid.uuid4()
+        await conn.execute(
+            jobs.insert().values(
+                id=job_id,
+                project_id=project.id,
+                slug="hb",
+                name="hb",
+                kind="heartbeat",
+                status="active",
+                timezone="UTC",
+                spec={"slug": "hb"},
+                created_at=AT,
+                updated_at=AT,
+            )
+        )
+    return project.id, job_id
+
+
+async def test_bulk_rows_read_back_like_core_rows(ctx: Context) -> None:
+    project_id, job_id = await a_job(ctx)
+    core_id, bulk_id = uuid.uuid4(), uuid.uuid4()
+    values = ("heartbeat", "running", AT, AT, AT)
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            runs.insert(),
+            [dict(zip(RUN_KEYS, (core_id, project_id, job_id, *values), strict=True))],
+        )
+        await BulkStatement(runs.insert(), RUN_KEYS).execute(
+            conn, [(bulk_id, project_id, job_id, *values)]
+        )
+        await BulkStatement(
+            events.insert(), ("run_id", "sequence_num", "type", "at", "data")
+        ).execute(
+            conn, [(bulk_id, 1, "log", AT, {"rid": "x", "n": 1}), (bulk_id, 2, "log", AT, None)]
+        )
+    async with ctx.db.read() as conn:
+        rows = {row.id: row for row in await conn.execute(select(runs))}
+        logged = (await conn.execute(select(events.c.data).order_by(events.c.sequence_num))).all()
+
+    columns = [column.name for column in runs.c if column.name != "id"]
+    assert [getattr(rows[bulk_id], c) for c in columns] == [
+        getattr(rows[core_id], c) for c in columns
+    ]
+    assert rows[bulk_id].started_at == AT
+    assert [row.data for row in logged] == [{"rid": "x", "n": 1}, None]
+
+
+async def test_literals_of_the_statement_itself_still_apply(ctx: Context) -> None:
+    project_id, job_id = await a_job(ctx)
+    running, done = uuid.uuid4(), uuid.uuid4()
+    insert = BulkStatement(runs.insert(), RUN_KEYS)
+    close = BulkStatement(
+        update(runs)
+        .where(runs.c.id == bindparam("b_id"), runs.c.status == "running")
+        .values(status=bindparam("b_status"), finished_at=bindparam("b_at")),
+        ("b_status", "b_at", "b_id"),
+    )
+    async with ctx.db.write() as conn:
+        await insert.execute(
+            conn,
+            [
+                (running, project_id, job_id, "heartbeat", "running", AT, AT, AT),
+                (done, project_id, job_id, "heartbeat", "cancelled", AT, AT, AT),
+            ],
+        )
+        later = AT + timedelta(seconds=5)
+        await close.execute(conn, [("succeeded", later, running), ("succeeded", later, done)])
+    async with ctx.db.read() as conn:
+        found = dict((await conn.execute(select(runs.c.id, runs.c.status))).all())
+
+    assert found == {running: "succeeded", done: "cancelled"}  # `status = 'running'` held
+
+
+async def test_sqlite_one_hop_cursor_reports_rows_counts_and_errors(sqlite_url: str) -> None:
+    from cronkeeper.service.setup import open_context
+
+    ctx = await open_context(sqlite_url)
+    try:
+        project_id, _ = await a_job(ctx)
+        async with ctx.db.write() as conn:
+            changed = await conn.execute(
+                update(jobs).where(jobs.c.kind == "heartbeat").values(status="paused")
+            )
+            assert changed.rowcount == 1
+            rows = (await conn.execute(text("SELECT slug, status FROM jobs"))).all()
+            assert [tuple(row) for row in rows] == [("hb", "paused")]
+        with pytest.raises(IntegrityError):
+            async with ctx.db.write() as conn:
+                await conn.execute(
+                    runs.insert().values(
+                        dict(
+                            zip(
+                                RUN_KEYS,
+                                (
+                                    uuid.uuid4(),
+                                    project_id,
+                                    uuid.uuid4(),
+                                    "heartbeat",
+                                    "running",
+                                    AT,
+                                    AT,
+                                    AT,
+                                ),
+                                strict=True,
+                            )
+                        )
+                    )
+                )  # no such job: the foreign key refuses it
+        async with ctx.db.read() as conn:
+            assert (await conn.execute(select(runs.c.id))).all() == []
+    finally:
+        await ctx.db.dispose()

@@ -132,8 +132,9 @@ async def test_a_tampered_cookie_is_no_session(logged_in: LogIn, keys: Keys) -> 
 
 
 async def test_revoking_the_key_ends_its_sessions(
-    ctx: Context, admin: Actor, logged_in: LogIn, keys: Keys
+    ctx: Context, admin: Actor, logged_in: LogIn, keys: Keys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("cronkeeper.web.auth.RECHECK_SECONDS", 0.0)  # no grace period
     client = await logged_in(keys.write)
     assert (await client.get("/")).status_code == 200
     await key_service.revoke_key(ctx, admin, keys.write)

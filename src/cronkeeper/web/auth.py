@@ -16,7 +16,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.requests import Request
@@ -66,12 +66,19 @@ class Viewer:
         return self.actor.role is KeyRole.ADMIN
 
 
+#: A session's user or key is looked up again after this many seconds, so a revoked key or
+#: a disabled user is locked out within that time without a lookup on every request.
+RECHECK_SECONDS = 5.0
+
+
 class Secrets:
-    """The signing secret, read from the ledger once per process."""
+    """The signing secret, read from the ledger once per process, and the recently
+    checked actors of sessions."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._value: bytes | None = None
+        self.checked: dict[tuple[str, str], tuple[float, Actor | None]] = {}
 
     async def get(self) -> bytes:
         if self._value is None:
@@ -148,14 +155,30 @@ async def current_viewer(request: Request, ctx: Context, secrets_: Secrets) -> V
     session = decode_session(secret, cookie, time.time())
     if session is None:
         return None
-    ip = client_ip(request)
-    if session.kind == "user":
-        actor = await user_service.active_user(ctx, session.ref, ip)
-    else:
-        actor = await session_service.key_actor(ctx, session.ref, ip)
+    actor = await _session_actor(ctx, secrets_, session, client_ip(request))
     if actor is None or not actor.may_act_in(session.project):
         return None
     return Viewer(actor, session, csrf_token(secret, session.nonce))
+
+
+async def _session_actor(
+    ctx: Context, secrets_: Secrets, session: Session, ip: str
+) -> Actor | None:
+    """The session's user or key as an actor, None once disabled/revoked (re-checked
+    every RECHECK_SECONDS)."""
+    now = time.monotonic()
+    cached = secrets_.checked.get((session.kind, session.ref))
+    if cached is not None and now - cached[0] < RECHECK_SECONDS:
+        actor = cached[1]
+    elif session.kind == "user":
+        actor = await user_service.active_user(ctx, session.ref, ip)
+    else:
+        actor = await session_service.key_actor(ctx, session.ref, ip)
+    if cached is None or now - cached[0] >= RECHECK_SECONDS:
+        if len(secrets_.checked) > 10_000:
+            secrets_.checked.clear()
+        secrets_.checked[(session.kind, session.ref)] = (now, actor)
+    return None if actor is None else replace(actor, ip=ip)
 
 
 async def csrf_ok(request: Request, expected: str) -> bool:

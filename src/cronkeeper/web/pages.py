@@ -4,7 +4,6 @@ history."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,8 +16,10 @@ from cronkeeper.domain.jobs import TAG_PATTERN
 from cronkeeper.domain.states import ACTIVE_RUN_STATES, RunStatus
 from cronkeeper.service import audit as audit_service
 from cronkeeper.service import jobs as job_service
+from cronkeeper.service import overview as overview_service
 from cronkeeper.service import queue as queue_service
 from cronkeeper.service import runs as run_service
+from cronkeeper.service.overview import Outcome
 from cronkeeper.service.pagination import decode_cursor, encode_cursor
 from cronkeeper.service.run_schemas import RunOut
 from cronkeeper.service.schemas import JobOut
@@ -100,18 +101,12 @@ async def _matching_jobs(
             return wanted, cursor
 
 
-async def _strips(web: Web, viewer: Viewer, jobs: list[JobOut]) -> dict[str, list[RunOut]]:
-    """The last STRIP_RUNS outcomes of each job, oldest first."""
-
-    async def strip(slug: str) -> list[RunOut]:
-        query = run_service.RunQuery(limit=STRIP_RUNS)
-        page = await run_service.list_runs(
-            web.ctx, viewer.actor, viewer.project, query, job_slug=slug
-        )
-        return list(reversed(page.items))
-
-    found = await asyncio.gather(*(strip(job.slug) for job in jobs))
-    return {job.slug: runs for job, runs in zip(jobs, found, strict=True)}
+async def _strips(web: Web, viewer: Viewer, jobs: list[JobOut]) -> dict[str, list[Outcome]]:
+    """The last STRIP_RUNS outcomes of each job, oldest first (one query for the page)."""
+    found = await overview_service.recent_outcomes(
+        web.ctx, viewer.actor, viewer.project, [job.id for job in jobs], STRIP_RUNS
+    )
+    return {job.slug: found.get(job.id, []) for job in jobs}
 
 
 def _slug(request: Request) -> str:

@@ -447,7 +447,44 @@ async def test_a_mute_window_suppresses_the_down_flip_and_its_recovery(
     await walk(ctx, clock, at(14, 30))
     await job.ping()
     await settle(ctx, clock)
+    assert await job.state() == "up"
+    # Still down when the window ended: told then, and told when it came back.
+    assert await job.events() == [("down", False, at(14)), ("up", False, at(14, 30))]
+
+
+async def test_a_job_that_recovers_inside_its_mute_window_alerts_nobody(
+    ctx: Context, clock: FakeClock, admin: Actor, project_id: uuid.UUID
+) -> None:
+    job = await Heartbeat.create(ctx, admin)
+    await window(ctx, project_id, "upgrade", "mute", starts_at=at(12, 30), ends_at=at(14))
+    await job.ping()
+    await settle(ctx, clock)
+    await walk(ctx, clock, at(13, 30))
+    assert await job.state() == "down"
+    await job.ping()
+    await walk(ctx, clock, at(13, 58))
+    await job.ping()  # the 14:00 run, a little early
+    await walk(ctx, clock, at(14, 30))  # past the window's end
     assert await job.state() == "up" and await job.alerts() == []
+
+
+async def test_a_child_still_down_when_its_parent_recovers_is_alerted_then(
+    ctx: Context, clock: FakeClock, admin: Actor
+) -> None:
+    parent = await Heartbeat.create(ctx, admin, "database")
+    child = await Heartbeat.create(ctx, admin, "backup", alerts={"depends_on": ["database"]})
+    await parent.ping()
+    await child.ping()
+    await settle(ctx, clock)
+    await walk(ctx, clock, at(13, 10))
+    assert await child.alerts() == []
+    await parent.ping()  # the database is back; the backup job is still failing
+    await walk(ctx, clock, at(13, 20))
+
+    assert [(e[0], e[1]) for e in await child.events()] == [("down", False)]
+    assert (await child.alerts())[0]["reason"] == "down; its alert was held back until now"
+    await walk(ctx, clock, at(13, 40))
+    assert len(await child.alerts()) == 1  # told once, not every minute
 
 
 async def test_a_recurring_mute_window_covers_each_occurrence(

@@ -47,6 +47,8 @@ from cronkeeper.store.monitor import MonitoredJob
 #: No monitor tick for this long means Cronkeeper (every monitor of it) was down or stuck.
 #: CRONKEEPER_OUTAGE_GAP (seconds) shortens it, so a test can kill a server for seconds.
 OUTAGE_GAP = timedelta(seconds=float(os.environ.get("CRONKEEPER_OUTAGE_GAP") or 30))
+#: How often a down job whose alert waits for its parent job to recover is looked at.
+HELD_RECHECK = timedelta(seconds=60)
 #: How many of our own outages are remembered (the newest).
 MAX_OUTAGES = 50
 TICK_KEY, OUTAGES_KEY = "monitor_tick", "monitor_outages"
@@ -190,16 +192,18 @@ class _Batch:
             flip = decide(state, spec.alerts, recent, late_since=late_since, pinged_at=pinged_at)
             if flip is None:
                 break
-            flapping_since = await self._flip(conn, job, flip, flapping_since)
+            flapping_since, held = await self._flip(conn, job, flip, flapping_since)
             state, since = flip.new, flip.at
-            if state is MonitorState.DOWN and spec.alerts.realert_every:
-                realert_at = next_realert(since, spec.alerts.realert_every, now)
+            if state is MonitorState.DOWN:
+                realert_at = (
+                    self._held_until(job, held)
+                    if held in ("maintenance", "depends_on")
+                    else self._next_reminder(job, since)
+                )
         if state is not MonitorState.DOWN:
             realert_at = None
-        elif realert_at is not None and realert_at <= now and spec.alerts.realert_every:
-            if await self._suppressed(conn, job, now) is None:
-                self._alert(job, "down", now, reason="still down", reminder=True)
-            realert_at = next_realert(since or now, spec.alerts.realert_every, now)
+        elif realert_at is not None and realert_at <= now:
+            realert_at = await self._while_down(conn, job, since or now)
         if realert_at is not None:
             deadlines.append(realert_at)
         if flapping_since is not None:
@@ -289,8 +293,9 @@ class _Batch:
 
     async def _flip(
         self, conn: Connection, job: MonitoredJob, flip: Flip, flapping_since: datetime | None
-    ) -> datetime | None:
-        """Record the flip and queue its alert unless suppressed; returns flapping_since."""
+    ) -> tuple[datetime | None, str | None]:
+        """Record the flip and queue its alert unless suppressed; returns flapping_since and
+        why the flip was not alerted (None if it was)."""
         suppressed = None
         if flip.new in (MonitorState.DOWN, MonitorState.UP):
             suppressed = await self._suppressed(conn, job, flip.at)
@@ -309,9 +314,12 @@ class _Batch:
                 suppressed = suppressed or "flapping"
             elif flapping_since is not None:
                 suppressed = suppressed or "flapping"
-        previous_down = None
+        told = False  # an up is announced only when its down was
         if flip.new is MonitorState.UP and flip.old is MonitorState.DOWN:
-            previous_down = await monitor_store.last_down_flip(conn, job.id)
+            down_since = job.state_since if job.state is MonitorState.DOWN else None
+            told = any(
+                alert["job_id"] == job.id and alert["event"] == "down" for alert in self.alerts
+            ) or await monitor_store.down_alert_since(conn, job.id, down_since or flip.at)
         flip_id = await monitor_store.insert_flip(
             conn,
             {
@@ -325,13 +333,43 @@ class _Batch:
             },
         )
         if suppressed is not None:
-            return flapping_since
+            return flapping_since, suppressed
         if flip.new is MonitorState.DOWN:
             deliver = flip.at + timedelta(seconds=job.spec.alerts.delay)
             self._alert(job, "down", deliver, flip.reason, flip.run_id, flip_id, created=flip.at)
-        elif previous_down is not None and previous_down[0] is None:  # its down was told
+        elif told:
             self._alert(job, "up", flip.at, flip.reason, flip.run_id, flip_id, created=flip.at)
-        return flapping_since
+        return flapping_since, None
+
+    def _next_reminder(self, job: MonitoredJob, since: datetime) -> datetime | None:
+        every = job.spec.alerts.realert_every
+        return next_realert(since, every, self.now) if every else None
+
+    def _held_until(self, job: MonitoredJob, reason: str | None) -> datetime:
+        """When to look again at a down job whose alert was held back: the end of the
+        maintenance window, or in a minute (a parent job that is down)."""
+        if reason == "maintenance":
+            window = maintenance_at(self.windows.get(job.project_id, []), job.spec, self.now)
+            occurrence = window.covering(self.now) if window is not None else None
+            if occurrence is not None:
+                return occurrence[1]
+            return self.now
+        return self.now + HELD_RECHECK
+
+    async def _while_down(
+        self, conn: Connection, job: MonitoredJob, since: datetime
+    ) -> datetime | None:
+        """A down job's look-again time has come: tell about it now if its down alert was
+        held back (the window is over, the parent is up again) and it was never told; or
+        remind (`realert_every`). Returns the next time to look."""
+        held = await self._suppressed(conn, job, self.now)
+        if held is not None or job.flapping_since is not None:
+            return self._held_until(job, held) if held else self._next_reminder(job, since)
+        if not await monitor_store.down_alert_since(conn, job.id, since):
+            self._alert(job, "down", self.now, reason="down; its alert was held back until now")
+        elif job.spec.alerts.realert_every:
+            self._alert(job, "down", self.now, reason="still down", reminder=True)
+        return self._next_reminder(job, since)
 
     async def _suppressed(self, conn: Connection, job: MonitoredJob, at: datetime) -> str | None:
         """Why an alert about the job at `at` reaches nobody, or None."""

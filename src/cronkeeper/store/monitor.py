@@ -246,16 +246,18 @@ async def flip_times(conn: AsyncConnection, job_id: uuid.UUID, since: datetime) 
     return list((await conn.execute(query)).scalars())
 
 
-async def last_down_flip(conn: AsyncConnection, job_id: uuid.UUID) -> tuple[str | None] | None:
-    """(suppressed_reason,) of the job's newest flip to down, or None if it never went down."""
+async def down_alert_since(conn: AsyncConnection, job_id: uuid.UUID, since: datetime) -> bool:
+    """Whether a (non-reminder) down alert about the job was queued since `since`."""
     query = (
-        select(flips.c.suppressed_reason)
-        .where(flips.c.job_id == job_id, flips.c.new_state == "down")
-        .order_by(flips.c.created_at.desc(), flips.c.id.desc())
+        select(alerts.c.id)
+        .where(
+            alerts.c.job_id == job_id,
+            alerts.c.event == "down",
+            alerts.c.created_at >= since,
+        )
         .limit(1)
     )
-    row = (await conn.execute(query)).first()
-    return None if row is None else (row.suppressed_reason,)
+    return (await conn.execute(query)).first() is not None
 
 
 async def states_by_slug(

@@ -23,6 +23,7 @@ SCENARIOS = {
     "history": "bench.history",
     "jobs-api": "bench.jobs_api",
     "stages": "bench.stages",
+    "pings": "bench.pings",
 }
 
 

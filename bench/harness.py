@@ -239,9 +239,14 @@ def server_loop() -> str:
 
 @contextlib.contextmanager
 def server_process(
-    db: str, folder: str, *, extra_env: dict[str, str] | None = None
+    db: str,
+    folder: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    prefix: list[str] | None = None,
 ) -> Iterator[Server]:
-    """Spawn `cronkeeper serve` on `db` (127.0.0.1 targets allowed); SIGTERM on exit."""
+    """Spawn `cronkeeper serve` on `db` (127.0.0.1 targets allowed); SIGTERM on exit.
+    `prefix` runs the CLI module under a wrapper (a profiler's `… -m`)."""
     port = free_port()
     env = {**os.environ, "CRONKEEPER_ALLOW_PRIVATE": "1", **(extra_env or {})}
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
@@ -249,6 +254,8 @@ def server_process(
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "cronkeeper"]
     if os.environ.get("BENCH_SERVER_LOOP") == "uvloop":  # experiment: same CLI on uvloop
         command = [sys.executable, "-c", UVLOOP_SERVE]
+    if prefix is not None:
+        command = [*prefix, "cronkeeper"]
     log_path = Path(folder) / f"serve-{port}.log"
     with open(log_path, "wb") as log:
         spawned = time.monotonic()

@@ -85,7 +85,10 @@ async def list_runs(
             query.limit + 1,
         )
         found = await run_store.list_runs(conn, where)
-        slugs = await job_store.slugs_by_id(conn, list({run.job_id for run in found}))
+        if job_slug is not None and job_id is not None:  # one job's runs: its slug is known
+            slugs = {job_id: job_slug}
+        else:
+            slugs = await job_store.slugs_by_id(conn, list({run.job_id for run in found}))
     page = found[: query.limit]
     items = [run_out(run, slugs.get(run.job_id, "?")) for run in page]
     cursor = None
@@ -101,10 +104,10 @@ async def list_runs(
 
 
 async def _require_job_id(conn: Connection, project_id: uuid.UUID, slug: str) -> uuid.UUID:
-    job = await job_store.get_job(conn, project_id, slug)
-    if job is None:
+    job_id = await job_store.job_id(conn, project_id, slug)
+    if job_id is None:
         raise NotFound("job", slug)
-    return job.id
+    return job_id
 
 
 async def _require_run(conn: Connection, project_id: uuid.UUID, run_ref: str) -> Run:

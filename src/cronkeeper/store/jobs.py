@@ -189,6 +189,13 @@ def _run_summary(row: RowMapping) -> RunSummary:
     )
 
 
+async def job_id(conn: AsyncConnection, project_id: uuid.UUID, slug: str) -> uuid.UUID | None:
+    """The id of the project's job with this slug, or None (no spec read or parsed)."""
+    query = select(jobs.c.id).where(jobs.c.project_id == project_id, jobs.c.slug == slug)
+    found: uuid.UUID | None = (await conn.execute(query)).scalar_one_or_none()
+    return found
+
+
 async def specs_by_id(
     conn: AsyncConnection, job_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[JobSpec, str]]:

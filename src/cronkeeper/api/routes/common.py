@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
+from pydantic import BaseModel
+
 from cronkeeper.api.problems import MEDIA_TYPE
 from cronkeeper.api.schemas import Problem
 
@@ -26,3 +29,12 @@ def json_body(schema_name: str) -> dict[str, Any]:
             },
         }
     }
+
+
+def serialized(model: BaseModel) -> Response:
+    """`model` as a JSON response, serialised once by pydantic's own serialiser.
+
+    Returning the model instead makes FastAPI validate it again against the route's
+    response model before serialising it: for a page of 50 runs that was two thirds of
+    the request. Routes keep `response_model=` so the OpenAPI document is unchanged."""
+    return Response(model.model_dump_json(), media_type="application/json")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import AwareDatetime
 
 from cronkeeper.api.deps import ActorDep, BodyDep, ContextDep
-from cronkeeper.api.routes.common import problems
+from cronkeeper.api.routes.common import problems, serialized
 from cronkeeper.api.schemas import Data, Page
 from cronkeeper.errors import FieldError, InvalidInput
 from cronkeeper.service import runs as run_service
@@ -40,22 +40,20 @@ def _query(
 QueryDep = Annotated[run_service.RunQuery, Depends(_query)]
 
 
-@router.get("/jobs/{slug}/runs", responses=problems(404))
+@router.get("/jobs/{slug}/runs", responses=problems(404), response_model=Data[Page[RunOut]])
 async def list_job_runs(
     ctx: ContextDep, actor: ActorDep, project: str, slug: str, query: QueryDep
-) -> Data[Page[RunOut]]:
+) -> Response:
     """A job's run history (newest first by default; keyset pages stable under inserts)."""
     page = await run_service.list_runs(ctx, actor, project, query, job_slug=slug)
-    return Data(data=Page(items=page.items, next_cursor=page.next_cursor))
+    return serialized(Data(data=Page(items=page.items, next_cursor=page.next_cursor)))
 
 
-@router.get("/runs", responses=problems(404))
-async def list_runs(
-    ctx: ContextDep, actor: ActorDep, project: str, query: QueryDep
-) -> Data[Page[RunOut]]:
+@router.get("/runs", responses=problems(404), response_model=Data[Page[RunOut]])
+async def list_runs(ctx: ContextDep, actor: ActorDep, project: str, query: QueryDep) -> Response:
     """Runs of every job of the project; `job` filters by slug or name substring."""
     page = await run_service.list_runs(ctx, actor, project, query)
-    return Data(data=Page(items=page.items, next_cursor=page.next_cursor))
+    return serialized(Data(data=Page(items=page.items, next_cursor=page.next_cursor)))
 
 
 @router.get("/runs/{run_id}", responses=problems(404))

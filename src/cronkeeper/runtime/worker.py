@@ -42,7 +42,7 @@ class Worker:
         node: str,
         queues: tuple[str, ...] = ("default",),
         capacity: int = 10_000,
-        claim_ahead: float = 1.0,
+        claim_ahead: float = 3.0,
         lease: float = 30.0,
         poll: float = 0.5,
         drain_timeout: float = 30.0,

@@ -110,8 +110,9 @@ def new_run_values(
 
 
 #: The scheduler creates runs this far ahead of their slot; they wait in the queue
-#: (`not_before` = the slot) so a worker can start them at the exact second.
-LOOKAHEAD = timedelta(seconds=2)
+#: (`not_before` = the slot) so a worker can claim them ahead and start them at the exact
+#: second. Ten seconds covers creating 10,000 runs due in the same second (DESIGN §6).
+LOOKAHEAD = timedelta(seconds=10)
 
 
 async def fire_due_slots(ctx: Context, limit: int = 2000, lookahead: timedelta = LOOKAHEAD) -> int:

@@ -22,6 +22,7 @@ from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.monitor import COUNTED, Anchor, FinishedRun, MaintenanceWindow
 from cronkeeper.domain.states import MonitorState, RunStatus
 from cronkeeper.store.claims import skip_locked
+from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import (
     alerts,
     flips,
@@ -50,7 +51,7 @@ class MonitoredJob:
 _JOB_COLUMNS = (
     jobs.c.id,
     jobs.c.project_id,
-    jobs.c.spec,
+    SPEC_TEXT,
     jobs.c.monitor_state,
     jobs.c.state_since,
     jobs.c.realert_at,
@@ -64,7 +65,7 @@ def _monitored(row: RowMapping) -> MonitoredJob:
     return MonitoredJob(
         id=row["id"],
         project_id=row["project_id"],
-        spec=JobSpec.from_body(row["spec"]),
+        spec=spec_of(row["id"], row["spec_text"]),
         state=MonitorState(row["monitor_state"]),
         state_since=row["state_since"],
         realert_at=row["realert_at"],

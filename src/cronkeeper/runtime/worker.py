@@ -31,6 +31,7 @@ from cronkeeper.service.execution import ClaimedRun, Finished
 
 log = logging.getLogger("cronkeeper.worker")
 RECORD_BATCH = 100
+CLAIM_BATCH = 250
 
 
 class Worker:
@@ -42,7 +43,7 @@ class Worker:
         node: str,
         queues: tuple[str, ...] = ("default",),
         capacity: int = 10_000,
-        claim_ahead: float = 3.0,
+        claim_ahead: float = 5.0,
         lease: float = 30.0,
         poll: float = 0.5,
         drain_timeout: float = 30.0,
@@ -83,7 +84,7 @@ class Worker:
                 self.ctx,
                 node=self.node,
                 queues=self.queues,
-                limit=min(free, 100),
+                limit=min(free, CLAIM_BATCH),
                 lease=self.lease,
                 ahead=self.claim_ahead,
             )

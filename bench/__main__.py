@@ -24,6 +24,7 @@ SCENARIOS = {
     "jobs-api": "bench.jobs_api",
     "stages": "bench.stages",
     "pings": "bench.pings",
+    "alerts": "bench.alerts",
 }
 
 

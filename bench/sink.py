@@ -5,11 +5,16 @@ server's event loop. It records when each request arrived and which run it carri
 (`X-Cronkeeper-Run-Id`) and how late it came after its slot
 (`X-Cronkeeper-Scheduled-For`), and serves them at `GET /__stats` (arrival times as Unix
 seconds; `?since=` keeps only later arrivals) and resets at `POST /__reset`.
+
+Requests to `/alert/…` are alert webhooks (the `alerts` scenario): their JSON body is
+read and `[arrival, job.slug, event, run.id, path]` kept per request
+(`GET /__stats?alerts=1`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import Counter
 from datetime import datetime
@@ -25,6 +30,8 @@ class Recorder:
         self.lateness: list[tuple[float, float]] = []
         self._slots: dict[str, float] = {}
         self.first_arrival: dict[str, float] = {}  # run id (hex) -> first arrival
+        # alert webhooks: [arrival, job slug, event, run id, path] per request
+        self.alerts: list[list[object]] = []
 
     async def hook(self, request: web.Request) -> web.Response:
         now = time.time()
@@ -38,8 +45,18 @@ class Recorder:
                 if slot:
                     at = self._slot_time(slot)
                     self.lateness.append((at, now - at))
-        await request.read()
+        body = await request.read()
+        if request.path.startswith("/alert"):
+            self._alert(now, body, request.path)
         return web.Response(status=204)
+
+    def _alert(self, now: float, body: bytes, path: str) -> None:
+        try:
+            data = json.loads(body)
+            job, run = data.get("job") or {}, data.get("run") or {}
+            self.alerts.append([now, job.get("slug"), data.get("event"), run.get("id"), path])
+        except (ValueError, AttributeError):
+            self.alerts.append([now, None, None, None, path])
 
     def _slot_time(self, text: str) -> float:
         value = self._slots.get(text)
@@ -62,6 +79,7 @@ class Recorder:
             "arrivals_since": len(arrivals),
             "lateness": self.lateness if request.query.get("lateness") == "1" else [],
             "runs": self.first_arrival if request.query.get("runs") == "1" else {},
+            "alerts": self.alerts if request.query.get("alerts") == "1" else [],
         }
         return web.json_response(body)
 
@@ -70,6 +88,7 @@ class Recorder:
         self.run_ids.clear()
         self.lateness.clear()
         self.first_arrival.clear()
+        self.alerts.clear()
         return web.Response(status=204)
 
 

@@ -31,7 +31,7 @@ class Notifier:
         ctx: Context,
         *,
         poll: float = 0.5,
-        concurrency: int = 50,
+        concurrency: int = 200,
         window: SendWindow | None = None,
         dispatcher: Dispatcher | None = None,
     ) -> None:

@@ -136,6 +136,11 @@ class _Batch:
     )
     alerts: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # Up/down flips of the due jobs within their flap windows (read once for the batch,
+    # then kept up to date with the flips this batch records), and those new flips:
+    # inserted by `write` in one statement; alerts name theirs by index until then.
+    flip_log: dict[uuid.UUID, list[datetime]] = field(default_factory=dict)
+    flips: list[dict[str, Any]] = field(default_factory=list)
     # The states this batch gave its jobs, by (project, slug): not written until the end.
     decided: dict[tuple[uuid.UUID, str], MonitorState] = field(default_factory=dict)
 
@@ -144,6 +149,7 @@ class _Batch:
         ids = [job.id for job in due]
         heartbeats = [job.id for job in due if job.spec.kind is JobKind.HEARTBEAT]
         per_job = max(runs_needed(job.spec.alerts) for job in due)
+        window = timedelta(seconds=max(job.spec.alerts.flap_window for job in due))
         return cls(
             now=now,
             recent=await monitor_store.recent_counted_runs(conn, ids, per_job),
@@ -151,6 +157,7 @@ class _Batch:
             open_runs=await monitor_store.open_heartbeat_runs(conn, heartbeats),
             windows=await monitor_store.windows_of(conn, {job.project_id for job in due}),
             outages=await outages(conn),
+            flip_log=await monitor_store.flip_log(conn, ids, now - window),
         )
 
     async def check(self, conn: Connection, job: MonitoredJob) -> None:
@@ -306,7 +313,7 @@ class _Batch:
         )
         if up_or_down:
             window_start = self.now - timedelta(seconds=job.spec.alerts.flap_window)
-            times = [*await monitor_store.flip_times(conn, job.id, window_start), flip.at]
+            times = [*self._flip_times(job, window_start), flip.at]
             if is_flapping(times, job.spec.alerts, self.now):
                 if flapping_since is None and suppressed is None:
                     self._alert(job, "flapping", self.now, reason="flapping", run_id=flip.run_id)
@@ -320,8 +327,8 @@ class _Batch:
             told = any(
                 alert["job_id"] == job.id and alert["event"] == "down" for alert in self.alerts
             ) or await monitor_store.down_alert_since(conn, job.id, down_since or flip.at)
-        flip_id = await monitor_store.insert_flip(
-            conn,
+        flip_id = len(self.flips)  # its index until `write` inserts it
+        self.flips.append(
             {
                 "job_id": job.id,
                 "old_state": flip.old.value,
@@ -330,8 +337,10 @@ class _Batch:
                 "run_id": flip.run_id,
                 "created_at": flip.at,
                 "suppressed_reason": suppressed,
-            },
+            }
         )
+        if flip.new in (MonitorState.UP, MonitorState.DOWN) and flip.old is not MonitorState.NEW:
+            self.flip_log.setdefault(job.id, []).append(flip.at)
         if suppressed is not None:
             return flapping_since, suppressed
         if flip.new is MonitorState.DOWN:
@@ -340,6 +349,11 @@ class _Batch:
         elif told:
             self._alert(job, "up", flip.at, flip.reason, flip.run_id, flip_id, created=flip.at)
         return flapping_since, None
+
+    def _flip_times(self, job: MonitoredJob, since: datetime) -> list[datetime]:
+        """When the job flipped between up and down after `since` (flapping): what
+        `monitor_store.flip_times` would read, this batch's own flips included."""
+        return [at for at in self.flip_log.get(job.id, []) if at > since]
 
     def _next_reminder(self, job: MonitoredJob, since: datetime) -> datetime | None:
         every = job.spec.alerts.realert_every
@@ -396,7 +410,7 @@ class _Batch:
         """End flapping once the job has not flipped for a whole window; a job that
         settled down is told about once more."""
         window = timedelta(seconds=job.spec.alerts.flap_window)
-        times = await monitor_store.flip_times(conn, job.id, self.now - window)
+        times = self._flip_times(job, self.now - window)
         if times:
             deadlines.append(max(times) + window)
             return flapping_since
@@ -431,6 +445,10 @@ class _Batch:
         )
 
     async def write(self, conn: Connection) -> None:
+        flip_ids = await monitor_store.insert_flips(conn, self.flips)
+        for alert in self.alerts:  # the flip's index → its id
+            if alert["flip_id"] is not None:
+                alert["flip_id"] = flip_ids[alert["flip_id"]]
         inserted = await claims.insert_slot_runs(conn, self.new_runs)
         await monitor_store.fail_running_runs(conn, self.closings)
         events = [event for event in self.events if event[0] in inserted]

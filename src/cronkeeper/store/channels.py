@@ -18,14 +18,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    RowMapping,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronkeeper.domain.notifications import Channel
+from cronkeeper.domain.notifications import Channel, RunFacts
 from cronkeeper.errors import Conflict
+from cronkeeper.store.alert_facts import JobFacts
 from cronkeeper.store.errors import is_unique_violation
-from cronkeeper.store.tables import alerts, channels, notifications
+from cronkeeper.store.tables import (
+    alerts,
+    attempts,
+    channels,
+    flips,
+    jobs,
+    notifications,
+    projects,
+    runs,
+)
 
 
 def _channel(row: RowMapping) -> Channel:
@@ -113,6 +134,28 @@ async def resolve_channels(
     return [_channel(row) for row in rows.mappings()]
 
 
+async def project_channels(
+    conn: AsyncConnection, project_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Channel]]:
+    """Every channel of the projects, by project, ordered by name (for `pick_channels`)."""
+    if not project_ids:
+        return {}
+    query = select(channels).where(channels.c.project_id.in_(set(project_ids)))
+    found: dict[uuid.UUID, list[Channel]] = {}
+    for row in (await conn.execute(query.order_by(channels.c.name))).mappings():
+        found.setdefault(row["project_id"], []).append(_channel(row))
+    return found
+
+
+def pick_channels(project: Sequence[Channel], refs: Sequence[str]) -> list[Channel]:
+    """`resolve_channels` on a project's channels already read (`project_channels`)."""
+    if not refs:
+        return [channel for channel in project if channel.is_default]
+    names = set(refs)
+    ids = {uuid.UUID(ref) for ref in refs if _is_uuid(ref)}
+    return [channel for channel in project if channel.name in names or channel.id in ids]
+
+
 def _is_uuid(text: str) -> bool:
     try:
         uuid.UUID(text)
@@ -185,6 +228,23 @@ async def claim_alert(conn: AsyncConnection, alert_id: int, now: datetime, outco
     return (await conn.execute(statement)).rowcount == 1
 
 
+async def claim_alerts(
+    conn: AsyncConnection, alert_ids: Sequence[int], now: datetime, outcome: str
+) -> set[int]:
+    """`claim_alert` for many alerts in one statement; returns the ids this call claimed.
+
+    Race: as `claim_alert` — only rows still unprocessed change, and RETURNING names them."""
+    if not alert_ids:
+        return set()
+    statement = (
+        update(alerts)
+        .where(alerts.c.id.in_(list(alert_ids)), alerts.c.processed_at.is_(None))
+        .values(processed_at=now, outcome=outcome)
+        .returning(alerts.c.id)
+    )
+    return set((await conn.execute(statement)).scalars())
+
+
 async def previous_down_alert(conn: AsyncConnection, alert: Alert) -> Alert | None:
     """The job's latest first-time down alert queued before this one."""
     query = (
@@ -255,6 +315,12 @@ async def insert_notification(conn: AsyncConnection, notification: Notification)
     await conn.execute(notifications.insert().values(**notification.__dict__))
 
 
+async def insert_notifications(conn: AsyncConnection, rows: Sequence[Notification]) -> None:
+    """Insert many notifications with one executemany."""
+    if rows:
+        await conn.execute(notifications.insert(), [row.__dict__ for row in rows])
+
+
 async def due_notifications(
     conn: AsyncConnection, now: datetime, limit: int
 ) -> list[tuple[Notification, Channel]]:
@@ -295,6 +361,27 @@ async def claim_notification(
     return (await conn.execute(statement)).rowcount == 1
 
 
+async def claim_notifications(
+    conn: AsyncConnection, due: Sequence[Notification], lease_until: datetime
+) -> set[uuid.UUID]:
+    """`claim_notification` for many notifications in one statement; returns the ids
+    claimed. Race: as `claim_notification` — a row changes only while its
+    `next_attempt_at` still has the value this process read."""
+    if not due:
+        return set()
+    seen = [(item.id, item.next_attempt_at) for item in due]
+    statement = (
+        update(notifications)
+        .where(
+            tuple_(notifications.c.id, notifications.c.next_attempt_at).in_(seen),
+            notifications.c.status == "pending",
+        )
+        .values(next_attempt_at=lease_until)
+        .returning(notifications.c.id)
+    )
+    return set((await conn.execute(statement)).scalars())
+
+
 async def record_attempt(
     conn: AsyncConnection, notification_id: uuid.UUID, values: dict[str, Any]
 ) -> None:
@@ -302,6 +389,25 @@ async def record_attempt(
     await conn.execute(
         update(notifications).where(notifications.c.id == notification_id).values(**values)
     )
+
+
+async def record_attempts(
+    conn: AsyncConnection, results: Sequence[tuple[uuid.UUID, dict[str, Any]]]
+) -> None:
+    """`record_attempt` for many notifications: one executemany per set of columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for notification_id, values in results:
+        names = tuple(sorted(values))
+        groups.setdefault(names, []).append(
+            {"b_id": notification_id, **{f"b_{k}": v for k, v in values.items()}}
+        )
+    for names, params in groups.items():
+        statement = (
+            update(notifications)
+            .where(notifications.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in names})
+        )
+        await conn.execute(statement, params)
 
 
 async def next_notification_at(conn: AsyncConnection) -> datetime | None:
@@ -332,3 +438,130 @@ async def list_notifications(
     query = query.order_by(notifications.c.created_at.desc(), notifications.c.id.desc())
     rows = await conn.execute(query.limit(limit))
     return [_notification(row) for row in rows.mappings()]
+
+
+# ---------------------------------------------------------------------------
+# the facts a batch of alerts needs, read with a few statements for the whole batch
+# (the notifier's `process_due_alerts`; store.alert_facts reads them one alert at a time)
+
+
+async def jobs_facts(
+    conn: AsyncConnection, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, JobFacts]:
+    """The jobs alerts are about, by id (deleted jobs are absent)."""
+    if not job_ids:
+        return {}
+    query = (
+        select(
+            jobs.c.id,
+            jobs.c.project_id,
+            jobs.c.slug,
+            jobs.c.name,
+            jobs.c.spec,
+            jobs.c.monitor_state,
+            jobs.c.state_since,
+            projects.c.slug.label("project_slug"),
+        )
+        .join(projects, projects.c.id == jobs.c.project_id)
+        .where(jobs.c.id.in_(set(job_ids)))
+    )
+    found = {}
+    for row in (await conn.execute(query)).mappings():
+        refs = (row["spec"].get("alerts") or {}).get("channels") or []
+        found[row["id"]] = JobFacts(
+            id=row["id"],
+            project_id=row["project_id"],
+            project_slug=row["project_slug"],
+            slug=row["slug"],
+            name=row["name"],
+            monitor_state=row["monitor_state"],
+            state_since=row["state_since"],
+            alert_channels=tuple(str(ref) for ref in refs),
+        )
+    return found
+
+
+async def flip_times(conn: AsyncConnection, flip_ids: Sequence[int]) -> dict[int, datetime]:
+    """When each flip happened (back-dated to its deadline)."""
+    if not flip_ids:
+        return {}
+    query = select(flips.c.id, flips.c.created_at).where(flips.c.id.in_(set(flip_ids)))
+    return {row.id: row.created_at for row in await conn.execute(query)}
+
+
+async def went_down_by(
+    conn: AsyncConnection, job_ids: Sequence[uuid.UUID], before: datetime
+) -> dict[uuid.UUID, datetime]:
+    """When each job last flipped to down, at or before `before` (jobs that never did are
+    absent)."""
+    if not job_ids:
+        return {}
+    query = (
+        select(flips.c.job_id, func.max(flips.c.created_at).label("at"))
+        .where(
+            flips.c.job_id.in_(set(job_ids)),
+            flips.c.new_state == "down",
+            flips.c.created_at <= before,
+        )
+        .group_by(flips.c.job_id)
+    )
+    return {row.job_id: row.at for row in await conn.execute(query)}
+
+
+async def down_jobs(
+    conn: AsyncConnection, project_id: uuid.UUID, limit: int
+) -> list[tuple[uuid.UUID, str, str, datetime | None]]:
+    """(id, slug, name, down since) of the project's first `limit` down jobs by slug."""
+    query = (
+        select(jobs.c.id, jobs.c.slug, jobs.c.name, jobs.c.state_since)
+        .where(jobs.c.project_id == project_id, jobs.c.monitor_state == "down")
+        .order_by(jobs.c.slug)
+        .limit(limit)
+    )
+    return [(r.id, r.slug, r.name, r.state_since) for r in await conn.execute(query)]
+
+
+async def runs_facts(
+    conn: AsyncConnection, run_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, RunFacts]:
+    """The runs alerts name, each with the output (body preview) of its last attempt."""
+    if not run_ids:
+        return {}
+    wanted = set(run_ids)
+    last = (
+        select(attempts.c.run_id, func.max(attempts.c.number).label("number"))
+        .where(attempts.c.run_id.in_(wanted))
+        .group_by(attempts.c.run_id)
+    )
+    outputs = {
+        row.run_id: row.body_preview
+        for row in await conn.execute(
+            select(attempts.c.run_id, attempts.c.body_preview).where(
+                tuple_(attempts.c.run_id, attempts.c.number).in_(last)
+            )
+        )
+    }
+    query = select(
+        runs.c.id,
+        runs.c.status,
+        runs.c.failure_reason,
+        runs.c.error,
+        runs.c.scheduled_for,
+        runs.c.started_at,
+        runs.c.finished_at,
+        runs.c.duration_ms,
+    ).where(runs.c.id.in_(wanted))
+    return {
+        row.id: RunFacts(
+            id=str(row.id),
+            status=row.status,
+            failure_reason=row.failure_reason,
+            error=row.error,
+            output_tail=outputs.get(row.id),
+            scheduled_for=row.scheduled_for,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            duration_ms=row.duration_ms,
+        )
+        for row in await conn.execute(query)
+    }

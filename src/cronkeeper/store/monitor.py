@@ -381,3 +381,29 @@ async def set_value(conn: AsyncConnection, key: str, value: str, now: datetime) 
 async def get_json(conn: AsyncConnection, key: str) -> Any:
     raw = await get_value(conn, key)
     return None if raw is None else json.loads(raw)
+
+
+async def flip_log(
+    conn: AsyncConnection, job_ids: Collection[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, list[datetime]]:
+    """`flip_times` of many jobs at once (one statement for a batch of checks)."""
+    if not job_ids:
+        return {}
+    query = select(flips.c.job_id, flips.c.created_at).where(
+        flips.c.job_id.in_(list(job_ids)),
+        flips.c.created_at > since,
+        flips.c.new_state.in_(["up", "down"]),
+        flips.c.old_state != "new",
+    )
+    found: dict[uuid.UUID, list[datetime]] = {}
+    for row in await conn.execute(query):
+        found.setdefault(row.job_id, []).append(row.created_at)
+    return found
+
+
+async def insert_flips(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Record many flips with one executemany; returns their ids, in the order given."""
+    if not rows:
+        return []
+    statement = flips.insert().returning(flips.c.id, sort_by_parameter_order=True)
+    return list((await conn.execute(statement, list(rows))).scalars())

@@ -6,15 +6,16 @@ does."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from cronkeeper.service.context import Context
 from cronkeeper.service.projects import ensure_project
-from cronkeeper.store.bulk import BulkStatement
+from cronkeeper.store.bulk import BulkStatement, sqlite_time, sqlite_uuid
 from cronkeeper.store.tables import events, jobs, runs
 
 AT = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -145,3 +146,57 @@ async def test_sqlite_one_hop_cursor_reports_rows_counts_and_errors(sqlite_url: 
             assert (await conn.execute(select(runs.c.id))).all() == []
     finally:
         await ctx.db.dispose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        AT,
+        AT.replace(microsecond=0),
+        AT.astimezone(timezone(timedelta(hours=5, minutes=30))),
+        datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_sqlite_time_stores_the_text_utc_datetime_stores(value: datetime | None) -> None:
+    dialect = sqlite.dialect()
+    stored = runs.c.started_at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    assert sqlite_time(value) == stored(value)
+    assert sqlite_time(value) == stored(value)  # remembered, still the same
+
+
+def test_sqlite_time_refuses_a_naive_datetime() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_time(datetime(2026, 3, 1, 12, 0))
+
+
+def test_sqlite_uuid_stores_the_text_uuid_stores() -> None:
+    dialect = sqlite.dialect()
+    stored = runs.c.id.type.dialect_impl(dialect).bind_processor(dialect)
+    value = uuid.uuid4()
+    assert stored is not None and sqlite_uuid(value) == stored(value)
+    assert sqlite_uuid(None) is None
+
+
+async def test_deferred_sqlite_work_that_fails_fails_the_commit_and_writes_nothing(
+    ctx: Context,
+) -> None:
+    if ctx.db.features.name != "sqlite":
+        pytest.skip("SQLite's driver only")
+    from cronkeeper.store.sqlite_driver import defer, execute_all
+
+    project_id, job_id = await a_job(ctx)
+    sql, rows = BulkStatement(runs.insert(), RUN_KEYS).prepared(
+        ctx.db.engine.dialect,
+        [(uuid.uuid4(), project_id, job_id, "heartbeat", "running", AT, AT, AT)],
+    )
+    with pytest.raises(IntegrityError):
+        async with ctx.db.write() as conn:
+            await defer(conn, execute_all, [(sql, rows), (sql, rows)])  # the same id twice
+    async with ctx.db.write() as conn:  # the connection is clean again
+        await defer(conn, execute_all, [(sql, rows)])
+    async with ctx.db.read() as conn:
+        assert (await conn.execute(select(runs.c.id))).scalars().all() == [
+            uuid.UUID(hex=rows[0][0])
+        ]

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronkeeper.domain.models import DueJob, Run
 from cronkeeper.domain.monitor import POKE
 from cronkeeper.domain.scheduling import overlap_action
+from cronkeeper.store.bulk import BulkStatement
 from cronkeeper.store.runs import run_from_row
 from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import jobs, runs
@@ -349,26 +350,34 @@ async def set_last_run(conn: AsyncConnection, job_id: uuid.UUID, run_id: uuid.UU
     await set_last_runs(conn, [(job_id, run_id)])
 
 
+def _last_runs_statement() -> BulkStatement:
+    finished = runs.alias("finished")
+    unsuccessful = (
+        select(finished.c.id)
+        .where(finished.c.id == bindparam("b_run"), finished.c.status != "succeeded")
+        .exists()
+    )
+    may_flip = or_(jobs.c.monitor_state != "up", unsuccessful)
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_job"))
+        .values(
+            last_run_id=bindparam("b_run"),
+            deadline_at=case((may_flip, POKE), else_=jobs.c.deadline_at),
+        )
+    )
+    return BulkStatement(statement, ["b_job", "b_run"])
+
+
+#: `set_last_runs`' statement, built once; rows are (job id, run id). The ping batch runs
+#: it with its other statements (store/pings.py).
+LAST_RUNS = _last_runs_statement()
+
+
 async def set_last_runs(
     conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
 ) -> None:
     """Point each job at its newest finished run, in one statement; poke the monitor
     (deadline POKE) where the run can change the job's monitor state: it did not
     succeed, or the job is not `up`. Successes of an `up` job cost the monitor nothing."""
-    if pairs:
-        finished = runs.alias("finished")
-        unsuccessful = (
-            select(finished.c.id)
-            .where(finished.c.id == bindparam("b_run"), finished.c.status != "succeeded")
-            .exists()
-        )
-        may_flip = or_(jobs.c.monitor_state != "up", unsuccessful)
-        statement = (
-            update(jobs)
-            .where(jobs.c.id == bindparam("b_job"))
-            .values(
-                last_run_id=bindparam("b_run"),
-                deadline_at=case((may_flip, POKE), else_=jobs.c.deadline_at),
-            )
-        )
-        await conn.execute(statement, [{"b_job": job, "b_run": run} for job, run in pairs])
+    await LAST_RUNS.execute(conn, pairs)

@@ -9,15 +9,26 @@ the connection's thread, and the cursor keeps the rows, description and counts i
 
 Everything else (transactions, `BEGIN IMMEDIATE`, pragmas, errors, server-side cursors)
 is SQLAlchemy's adapter unchanged. Handed to `create_async_engine(module=dbapi())`.
+
+Fewer hops per transaction, too: `BEGIN` is not sent alone but ahead of the
+transaction's first statement, in its hop (a transaction that runs nothing sends
+neither BEGIN nor COMMIT); a rollback when no transaction is open (the pool's reset
+of every connection it gets back) needs no hop; work handed to `defer` rides with the
+transaction's next hop, often its COMMIT. An error of deferred work is raised by that
+hop (the commit then fails and the transaction is rolled back, as for any error).
+
+`run_on_thread` goes one step further for a hot path that knows its SQL: a whole sequence
+of plain `sqlite3` calls as one function on the connection's thread, inside the
+transaction the SQLAlchemy connection has open (one hop, no SQLAlchemy per statement).
 """
 
 from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -25,9 +36,28 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
 
+T = TypeVar("T")
 Outcome = tuple[Any, list[Any] | None, int, int | None]
+#: Work waiting for the connection's next hop, each a function of the sqlite3 connection.
+Work = Callable[[sqlite3.Connection], Any]
+
+
+def _then(work: list[Work], function: Callable[..., T], *args: Any) -> Callable[[], T]:
+    """On the connection's thread: the waiting work, then `function(*args)`."""
+    if not work:
+        return partial(function, *args)
+
+    def call() -> T:
+        connection = args[0] if isinstance(args[0], sqlite3.Connection) else args[0]._conn
+        for done in work:
+            done(connection)
+        return function(*args)
+
+    return call
 
 
 def _run(connection: Any, operation: str, parameters: Any, many: bool) -> Outcome:
@@ -45,6 +75,10 @@ def _run(connection: Any, operation: str, parameters: Any, many: bool) -> Outcom
         return description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+def _begin(sql: str) -> Work:
+    return lambda connection: connection.execute(sql).close()
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -94,17 +128,77 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         return await self._call(operation, seq_of_parameters, many=True)
 
     async def _call(self, operation: str, parameters: Any, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
+        adapted = self._adapt_connection
+        assert isinstance(adapted, OneHopConnection)
+        self._description, self._rowcount, self._lastrowid = None, -1, None
+        self._rows = collections.deque()
+        if not many and operation.lstrip()[:5].upper() == "BEGIN":
+            adapted.begin_later(operation)
+            return
+        async with adapted._execute_mutex:
+            work = adapted.take_waiting()
             description, rows, rowcount, lastrowid = await self._connection._execute(
-                partial(_run, self._connection, operation, parameters, many)
+                _then(work, _run, self._connection, operation, parameters, many)
             )
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
         self._rows = collections.deque(rows or ())
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """The adapted connection. State, kept on the event loop's side: `_begin`, a BEGIN not
+    sent yet; `_open`, a transaction may be open in SQLite (from a BEGIN, sent or not,
+    until COMMIT or ROLLBACK: the only way one opens, with the driver's
+    `isolation_level = None`, engine.py); `_waiting`, deferred work."""
+
+    __slots__ = ("_begin", "_open", "_waiting")
     _cursor_cls = OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._begin: str | None = None
+        self._open = False
+        self._waiting: list[Work] = []
+
+    def begin_later(self, sql: str) -> None:
+        """A BEGIN: sent with the transaction's first hop, if it has one."""
+        self._begin, self._open = sql, True
+
+    def defer(self, work: Work) -> None:
+        """Run `work` on the thread with the transaction's next hop (inside it)."""
+        assert self._open, "deferred work belongs to a transaction"
+        self._waiting.append(work)
+
+    def take_waiting(self) -> list[Work]:
+        """The work the next hop must do first (the BEGIN first), now handed over."""
+        work = [_begin(self._begin)] if self._begin is not None else []
+        work += self._waiting
+        self._begin, self._waiting = None, []
+        return work
+
+    def commit(self) -> None:
+        if self._begin is not None and not self._waiting:
+            self._begin, self._open = None, False  # BEGIN alone: nothing ran
+            return
+        if not self._open:
+            return  # no transaction: sqlite3's commit would do nothing
+        work = self.take_waiting()
+        driver = self._connection
+        try:
+            await_(driver._execute(_then(work, _commit, driver._conn)))
+        except Exception as error:
+            self._handle_exception(error)  # still open: the caller rolls back
+        self._open = False
+
+    def rollback(self) -> None:
+        never_sent = self._begin is not None
+        self._begin, self._waiting = None, []
+        if self._open and not never_sent:
+            super().rollback()
+        self._open = False
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    connection.commit()
 
 
 class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
@@ -115,9 +209,48 @@ class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
         return OneHopConnection(self, connection._connection)
 
 
+def _adapted(raw: Any) -> OneHopConnection:
+    adapted = raw.dbapi_connection
+    assert isinstance(adapted, OneHopConnection), "SQLite through store/sqlite_driver only"
+    return adapted
+
+
+async def run_on_thread(conn: AsyncConnection, function: Callable[..., T], *args: Any) -> T:
+    """`function(sqlite3_connection, *args)` on the thread of `conn`'s aiosqlite connection,
+    in one hop and inside `conn`'s open transaction (its statements are part of it). The
+    function must not commit, roll back or keep cursors open."""
+    adapted = _adapted(await conn.get_raw_connection())
+    driver = adapted._connection
+    async with adapted._execute_mutex:
+        work = adapted.take_waiting()
+        result: T = await driver._execute(_then(work, function, driver._conn, *args))
+    return result
+
+
+async def defer(conn: AsyncConnection, function: Callable[..., Any], *args: Any) -> None:
+    """`function(sqlite3_connection, *args)` with the next hop of `conn`'s transaction (at
+    the latest its COMMIT), no hop of its own. Its error fails that hop: a deferred
+    write that breaks a constraint fails the commit, and the transaction rolls back."""
+    adapted = _adapted(await conn.get_raw_connection())
+    adapted.defer(lambda connection: function(connection, *args))
+
+
+def execute_all(
+    connection: sqlite3.Connection, statements: Sequence[tuple[str, Sequence[Any]]]
+) -> None:
+    """On the connection's thread: each (SQL, rows) as one `executemany`, in order."""
+    cursor = connection.cursor()
+    try:
+        for sql, rows in statements:
+            if rows:
+                cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
 def dbapi() -> OneHopDbapi:
     """The `module=` for `create_async_engine` on SQLite."""
     return OneHopDbapi(aiosqlite, sqlite3)
 
 
-__all__: Sequence[str] = ("OneHopCursor", "dbapi")
+__all__: Sequence[str] = ("OneHopCursor", "dbapi", "defer", "execute_all", "run_on_thread")

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from cronkeeper.domain.models import Actor
 from cronkeeper.domain.pings import Ping, PingAction
 from cronkeeper.errors import NotFound
 from cronkeeper.service import jobs as job_service
-from cronkeeper.service import pings
+from cronkeeper.service import monitor, pings
 from cronkeeper.service.context import Context
 from cronkeeper.service.projects import ensure_project
 from cronkeeper.store import runs as run_store
+from cronkeeper.store.tables import attempts, flips, jobs
+from cronkeeper.testing import FakeClock
 
 
 @pytest.fixture
@@ -88,3 +93,115 @@ async def test_an_unknown_uuid_fails_alone_in_its_batch(
 
     assert isinstance(unknown, NotFound)
     assert isinstance(known, pings.PingResult) and known.finished == "succeeded"
+
+
+# -- policies a ping applies: min_runtime, max_runtime, resume --------------------------
+
+
+async def job_row(ctx: Context, job_id: uuid.UUID) -> dict[str, Any]:
+    async with ctx.db.read() as conn:
+        row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).mappings().one()
+        return dict(row)
+
+
+async def created(ctx: Context, admin: Actor, slug: str, **body: Any) -> uuid.UUID:
+    out = await job_service.create_job(
+        ctx, admin, "default", {"slug": slug, "kind": "heartbeat", **body}
+    )
+    assert out.ping_uuid is not None
+    return uuid.UUID(out.ping_uuid)
+
+
+async def test_a_finish_sooner_than_min_runtime_fails_the_run_as_too_fast(
+    ctx: Context, clock: FakeClock, admin: Actor, ping_key: str
+) -> None:
+    code = await created(ctx, admin, "quick", min_runtime=60)
+    await pings.record_ping(ctx, request(ctx, PingAction.START, code, "r1"))
+    clock.advance(10)
+    finished = await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code, "r1"))
+    clock.advance(60)
+    slow = await pings.record_ping(ctx, request(ctx, PingAction.START, code, "r2"))
+    clock.advance(61)
+    await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code, "r2"))
+
+    assert finished.finished == "failed" and finished.run_id is not None
+    async with ctx.db.read() as conn:
+        run = await run_store.get_run(conn, finished.run_id)
+        events = await run_store.list_events(conn, finished.run_id)
+        attempt = (await conn.execute(select(attempts))).mappings().first()
+        assert slow.run_id is not None
+        fine = await run_store.get_run(conn, slow.run_id)
+    assert run is not None and (run.status, run.failure_reason) == ("failed", "too_fast")
+    assert run.duration_ms == 10_000 and "min_runtime of 1m" in (run.error or "")
+    assert [e.type for e in events][-2:] == ["attempt_succeeded", "run_failed"]
+    assert attempt is not None and (attempt["status"], attempt["failure_reason"]) == (
+        "success",
+        None,
+    )
+    assert fine is not None and (fine.status, fine.failure_reason) == ("succeeded", None)
+
+
+async def test_a_start_brings_the_deadline_to_its_max_runtime(
+    ctx: Context, clock: FakeClock, admin: Actor, ping_key: str
+) -> None:
+    code = await created(ctx, admin, "long", schedule="0 * * * *", max_runtime=600)
+    await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code))
+    await settle(ctx)
+    job = (await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code))).job
+    await settle(ctx)
+    before = (await job_row(ctx, job.id))["deadline_at"]
+    clock.advance(1800)
+    started = await pings.record_ping(ctx, request(ctx, PingAction.START, code, "r1"))
+
+    ends = clock.now() + timedelta(seconds=600)
+    assert before > ends  # the next slot's deadline, later than the run's end
+    assert (await job_row(ctx, job.id))["deadline_at"] == ends
+    clock.advance(601)
+    await settle(ctx)
+    assert started.run_id is not None
+    async with ctx.db.read() as conn:
+        run = await run_store.get_run(conn, started.run_id)
+    assert run is not None and (run.status, run.failure_reason) == ("failed", "max_runtime")
+    assert run.finished_at == ends
+
+
+async def test_a_ping_resumes_a_paused_job_with_a_flip_to_new(
+    ctx: Context, clock: FakeClock, admin: Actor, ping_key: str
+) -> None:
+    code = await created(ctx, admin, "paused")
+    await job_service.set_paused(ctx, admin, "default", "paused", True)
+    clock.advance(30)
+    result = await pings.record_ping(ctx, request(ctx, PingAction.START, code))
+
+    assert result.resumed_job
+    row = await job_row(ctx, result.job.id)
+    assert (row["status"], row["monitor_state"]) == ("active", "new")
+    assert row["state_since"] == clock.now()
+    async with ctx.db.read() as conn:
+        found = await conn.execute(
+            select(flips.c.old_state, flips.c.new_state, flips.c.reason, flips.c.created_at)
+            .where(flips.c.job_id == result.job.id)
+            .order_by(flips.c.id)
+        )
+        recorded = [tuple(f) for f in found]
+    assert recorded[-1] == ("paused", "new", "job.resume", clock.now())
+
+
+async def settle(ctx: Context) -> None:
+    """Run every due monitor check, as the loop would."""
+    for _ in range(20):
+        if await monitor.check(ctx) == 0:
+            return
+    raise AssertionError("the monitor keeps finding due jobs")
+
+
+async def test_a_job_paused_or_deleted_after_a_ping_is_seen_by_the_next_ping(
+    ctx: Context, admin: Actor, ping_key: str
+) -> None:
+    code = await created(ctx, admin, "cached")
+    await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code))
+    await job_service.set_paused(ctx, admin, "default", "cached", True)
+    assert (await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code))).resumed_job
+    await job_service.delete_job(ctx, admin, "default", "cached")
+    with pytest.raises(NotFound):
+        await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code))

@@ -10,7 +10,9 @@ Decisions, all pure:
 - a start supersedes the running runs with the same rid: they are cancelled, not failed
   (a repeated start is not the job failing), and the new run is timed from this start;
 - `/fail` fails with reason `unknown` (the job said it failed, not how); a non-zero exit
-  status fails with `exit_code`; exit status 0 is a success that records exit code 0.
+  status fails with `exit_code`; exit status 0 is a success that records exit code 0;
+- a success sooner than the job's `min_runtime` after its start fails the run with
+  `too_fast` (the attempt itself succeeded), as settlement does for our own runs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from cronkeeper.domain.durations import format_duration
 from cronkeeper.domain.failures import FailureReason
 from cronkeeper.domain.states import AttemptStatus, EventType, RunStatus
 from cronkeeper.errors import FieldError, InvalidInput
@@ -90,6 +93,8 @@ class PingedJob:
     kind: str
     status: str
     queue: str
+    min_runtime: float | None = None  # seconds; a faster finish is `too_fast`
+    max_runtime: float | None = None  # seconds; the monitor closes a run open longer
 
 
 @dataclass(frozen=True)
@@ -124,15 +129,23 @@ class Closing:
     error: str | None
     events: tuple[tuple[EventType, str], ...]
 
+    @property
+    def attempt_failure_reason(self) -> FailureReason | None:
+        """The attempt's own reason: none when it succeeded (a `too_fast` run)."""
+        return None if self.attempt_status is AttemptStatus.SUCCESS else self.failure_reason
 
-def close_run(ping: Ping, started_at: datetime | None) -> Closing:
+
+def close_run(ping: Ping, started_at: datetime | None, min_runtime: float | None = None) -> Closing:
     """Decide the final state of the run `ping` finishes (`started_at` None: no start ping
-    was received, so the run has no duration)."""
-    duration = None
+    was received, so the run has no duration and cannot be too fast)."""
+    duration = elapsed = None
     if started_at is not None:
-        duration = max(0, int((ping.at - started_at).total_seconds() * 1000))
+        elapsed = (ping.at - started_at).total_seconds()
+        duration = max(0, int(elapsed * 1000))
     said = _described(ping)
     if ping.action is PingAction.SUCCESS:
+        if min_runtime is not None and elapsed is not None and elapsed < min_runtime:
+            return _too_fast(ping, said, duration, elapsed, min_runtime)
         events = ((EventType.ATTEMPT_SUCCEEDED, said), (EventType.RUN_SUCCEEDED, "succeeded"))
         return Closing(
             RunStatus.SUCCEEDED,
@@ -152,6 +165,25 @@ def close_run(ping: Ping, started_at: datetime | None) -> Closing:
         RunStatus.FAILED,
         AttemptStatus.EXIT_ERROR,
         reason,
+        ping.exit_status,
+        duration,
+        error,
+        events,
+    )
+
+
+def _too_fast(
+    ping: Ping, said: str, duration: int | None, elapsed: float, min_runtime: float
+) -> Closing:
+    error = (
+        f"finished in {format_duration(max(0.0, elapsed))}, under its min_runtime of "
+        f"{format_duration(min_runtime)}"
+    )
+    events = ((EventType.ATTEMPT_SUCCEEDED, said), (EventType.RUN_FAILED, f"failed: {error}"))
+    return Closing(
+        RunStatus.FAILED,
+        AttemptStatus.SUCCESS,
+        FailureReason.TOO_FAST,
         ping.exit_status,
         duration,
         error,

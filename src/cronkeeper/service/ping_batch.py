@@ -2,14 +2,14 @@
 
 `PingBatch` keeps the pinged jobs' open runs current while it goes, so a start and its
 finish in the same batch pair up exactly as they would in two transactions; a run both
-started and finished within the batch is inserted once, already final. `write` then
-issues a fixed handful of statements, whatever the number of pings.
+started and finished within the batch is inserted once, already final. `rows` then
+hands the store a fixed handful of statements' rows, whatever the number of pings.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cronkeeper.domain.ids import uuid7
@@ -24,7 +24,6 @@ from cronkeeper.domain.pings import (
     superseded_runs,
 )
 from cronkeeper.domain.states import EventType, RunSource, RunStatus
-from cronkeeper.store import claims
 from cronkeeper.store import pings as ping_store
 from cronkeeper.store.engine import Connection
 
@@ -45,14 +44,18 @@ _CLOSING = {name: position for position, name in enumerate(ping_store.CLOSING_CO
 
 
 class PingBatch:
-    def __init__(self, open_runs: dict[uuid.UUID, list[OpenRun]]) -> None:
+    def __init__(
+        self, open_runs: dict[uuid.UUID, list[OpenRun]], last_events: dict[uuid.UUID, int]
+    ) -> None:
         self.open = open_runs  # job id → its running heartbeat runs, kept current
+        self.last_events = last_events  # stored run id → its last event number
         self.new_runs: dict[uuid.UUID, list[Any]] = {}  # run id → `runs` row (RUN_COLUMNS)
         self.closings: dict[uuid.UUID, list[Any]] = {}  # stored run id → CLOSING_COLUMNS + id
         self.attempts: list[tuple[Any, ...]] = []
         self.events: list[EventRow] = []
         self.last_runs: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest finished run
         self.newest: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest run of this batch
+        self.deadlines: dict[uuid.UUID, datetime] = {}  # job id → look at it by then
 
     async def add(
         self, conn: Connection, job: PingedJob, ping: Ping
@@ -74,6 +77,9 @@ class PingBatch:
             self.events.append((run.id, EventType.RUN_CANCELLED.value, ping.at, message, None))
         run_id = self._new_run(job, ping)
         open_runs.append(OpenRun(run_id, ping.rid, ping.at))
+        if job.max_runtime is not None:  # the monitor closes the run if it overruns
+            ends = ping.at + timedelta(seconds=job.max_runtime)
+            self.deadlines[job.id] = min(ends, self.deadlines.get(job.id, ends))
         self._event(run_id, ping, EventType.ATTEMPT_STARTED, "start ping received")
         if ping.body:
             self.events.append((run_id, EventType.LOG.value, ping.at, ping.body, {"level": "info"}))
@@ -82,7 +88,7 @@ class PingBatch:
     def _finish(self, job: PingedJob, ping: Ping) -> tuple[uuid.UUID, Closing]:
         open_runs = self.open.setdefault(job.id, [])
         run = matching_run(open_runs, ping.rid)
-        closing = close_run(ping, run.started_at if run else None)
+        closing = close_run(ping, run.started_at if run else None, job.min_runtime)
         if run is None:
             run_id, started_at = self._new_run(job, ping), ping.at
         else:
@@ -93,11 +99,11 @@ class PingBatch:
         self._set(run_id, failure_reason=reason, error=closing.error)
         self.attempts.append(
             (
-                uuid.uuid4(),
+                uuid7(ping.at),  # time-ordered: appended to its index, few pages to commit
                 run_id,
                 1,
                 closing.attempt_status.value,
-                reason,
+                _value(closing.attempt_failure_reason),
                 closing.exit_code,
                 closing.duration_ms,
                 ping.body or None,
@@ -117,7 +123,9 @@ class PingBatch:
         run = matching_run(self.open.get(job.id, []), ping.rid)
         run_id = run.id if run else self.newest.get(job.id)
         if run_id is None:
-            run_id = await ping_store.latest_run_id(conn, job.id)
+            latest = await ping_store.latest_run(conn, job.id)
+            if latest is not None:
+                run_id, self.last_events[run_id] = latest
         if run_id is not None:
             data = {"level": "info", **_client(ping)}
             message = ping.body or "log ping received (empty body)"
@@ -169,24 +177,22 @@ class PingBatch:
     def _event(self, run_id: uuid.UUID, ping: Ping, kind: EventType, message: str) -> None:
         self.events.append((run_id, kind.value, ping.at, message, _client(ping) or None))
 
-    async def write(self, conn: Connection) -> None:
-        """Write every row of the batch: a fixed number of statements."""
-        await ping_store.insert_runs(conn, [tuple(row) for row in self.new_runs.values()])
-        await ping_store.close_runs(conn, [tuple(row) for row in self.closings.values()])
-        await ping_store.insert_attempts(conn, self.attempts)
-        await ping_store.insert_events(conn, await self._numbered_events(conn))
-        await claims.set_last_runs(conn, list(self.last_runs.items()))
-
-    async def _numbered_events(self, conn: Connection) -> list[tuple[Any, ...]]:
-        """The events with their sequence numbers: runs new in this batch count from 1;
+    def rows(self) -> ping_store.BatchRows:
+        """Every row of the batch, events numbered: runs new in this batch count from 1,
         stored runs continue after their last event."""
-        stored = {run_id for run_id, *_ in self.events if run_id not in self.new_runs}
-        last = await ping_store.last_sequence_numbers(conn, stored)
-        rows = []
+        last = self.last_events
+        events = []
         for run_id, kind, at, message, data in self.events:
             number = last[run_id] = last.get(run_id, 0) + 1
-            rows.append((run_id, number, kind, at, message, data))
-        return rows
+            events.append((run_id, number, kind, at, message, data))
+        return ping_store.BatchRows(
+            runs=[tuple(row) for row in self.new_runs.values()],
+            closings=[tuple(row) for row in self.closings.values()],
+            attempts=self.attempts,
+            events=events,
+            last_runs=list(self.last_runs.items()),
+            deadlines=list(self.deadlines.items()),
+        )
 
 
 def _client(ping: Ping) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cronkeeper.domain.jobs import SLUG_RULE, JobSpec, changed_fields, is_valid_slug
 from cronkeeper.domain.pings import Ping, PingAction, PingedJob
-from cronkeeper.domain.states import AuditOutcome, JobKind, JobStatus, RunStatus
+from cronkeeper.domain.states import AuditOutcome, JobKind, JobStatus, MonitorState, RunStatus
 from cronkeeper.errors import Conflict, CronkeeperError, FieldError, InvalidInput, NotFound
 from cronkeeper.service.context import Context
 from cronkeeper.service.execution import count_finished_run
@@ -31,11 +31,13 @@ from cronkeeper.service.ping_batch import PingBatch
 from cronkeeper.store import audit as audit_store
 from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
+from cronkeeper.store import monitor as monitor_store
 from cronkeeper.store import pings as ping_store
 from cronkeeper.store.engine import Connection
 
 #: The audit log's actor for changes a ping made (job created or resumed).
 PING_ACTOR = "ping"
+_HEARTBEAT, _PAUSED = JobKind.HEARTBEAT.value, JobStatus.PAUSED.value
 #: What a ping key can look like (`secrets.token_urlsafe`).
 _PING_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -90,7 +92,7 @@ async def _write_pings(
 ) -> list[PingResult | Exception]:
     """The group writer's batch function for pings (contract in store/writer.py)."""
     targets = await _Targets.load(conn, requests)
-    batch = PingBatch(await ping_store.open_heartbeat_runs(conn, targets.job_ids()))
+    batch = PingBatch(targets.found.open_runs, targets.found.last_events)
     results: list[PingResult | Exception] = []
     for request in requests:
         try:
@@ -99,46 +101,30 @@ async def _write_pings(
             results.append(error)
             continue
         run_id, closing = await batch.add(conn, job, request.ping)
-        results.append(
-            PingResult(
-                run_id,
-                job,
-                created,
-                resumed,
-                closing.status if closing else None,
-                closing.duration_ms if closing else None,
+        if closing is None:
+            results.append(PingResult(run_id, job, created, resumed))
+        else:
+            results.append(
+                PingResult(run_id, job, created, resumed, closing.status, closing.duration_ms)
             )
-        )
-    await batch.write(conn)
+    await ping_store.write_batch(conn, batch.rows())
     return results
 
 
 class _Targets:
     """The jobs a batch of pings names, locked, and the projects of its ping keys."""
 
-    def __init__(
-        self,
-        by_uuid: dict[uuid.UUID, PingedJob],
-        projects: dict[str, tuple[uuid.UUID, str]],
-        by_slug: dict[tuple[uuid.UUID, str], PingedJob],
-    ) -> None:
-        self.by_uuid, self.projects, self.by_slug = by_uuid, projects, by_slug
+    def __init__(self, found: ping_store.Targets) -> None:
+        self.found = found
+        self.by_uuid, self.projects, self.by_slug = found.by_uuid, found.projects, found.by_slug
 
     @classmethod
     async def load(cls, conn: Connection, requests: list[PingRequest]) -> _Targets:
         uuids = {r.ping_uuid for r in requests if r.ping_uuid is not None}
-        by_uuid = await ping_store.lock_jobs_by_ping_uuid(conn, uuids)
-        keys = {r.ping_key for r in requests if r.ping_key is not None}
-        projects = await ping_store.projects_by_ping_key(conn, keys)
-        pairs = {
-            (projects[r.ping_key][0], r.slug)
-            for r in requests
-            if r.ping_key in projects and r.slug is not None
+        slugs = {
+            (r.ping_key, r.slug) for r in requests if r.ping_key is not None and r.slug is not None
         }
-        return cls(by_uuid, projects, await ping_store.lock_jobs_by_slug(conn, pairs))
-
-    def job_ids(self) -> set[uuid.UUID]:
-        return {job.id for job in (*self.by_uuid.values(), *self.by_slug.values())}
+        return cls(await ping_store.lock_targets(conn, uuids, slugs))
 
     async def resolve(self, conn: Connection, request: PingRequest) -> tuple[PingedJob, bool, bool]:
         """(job, created, resumed) for a ping; creates or resumes the job if it must."""
@@ -147,11 +133,11 @@ class _Targets:
             job, created = await self._create(conn, request), True
         if job is None:
             raise NotFound("job", request.slug or str(request.ping_uuid))
-        if job.kind != JobKind.HEARTBEAT.value:
+        if job.kind != _HEARTBEAT:
             if request.create:
                 raise Conflict(f"slug {job.slug!r} belongs to a {job.kind} job, not a heartbeat")
             raise NotFound("heartbeat job", job.slug)
-        if job.status == JobStatus.PAUSED.value and request.ping.action is not PingAction.LOG:
+        if job.status == _PAUSED and request.ping.action is not PingAction.LOG:
             job, resumed = await _resume(conn, job, request.ping), True
             self._remember(request, job)  # later pings of this batch see it active
         return job, created, resumed
@@ -189,18 +175,30 @@ class _Targets:
         diff = changed_fields({}, masked_body(spec))
         await _audit(conn, request.ping, project_id, "job.create", spec.slug, diff, at)
         job = PingedJob(
-            stored.id, project_id, project_slug, spec.slug, "heartbeat", "active", "default"
+            stored.id,
+            project_id,
+            project_slug,
+            spec.slug,
+            _HEARTBEAT,
+            JobStatus.ACTIVE.value,
+            spec.queue,
+            spec.min_runtime,
+            spec.max_runtime,
         )
         self._remember(request, job)
         return job
 
 
 async def _resume(conn: Connection, job: PingedJob, ping: Ping) -> PingedJob:
-    """Un-pause a job because it was pinged (Healthchecks' behaviour), audited."""
+    """Un-pause a job because it was pinged (Healthchecks' behaviour), audited; its
+    monitor state flips paused → new, as a resume through the API does."""
     stored = await job_store.get_job(conn, job.project_id, job.slug)
     assert stored is not None  # its row is locked by this transaction
     spec = replace(stored.spec, status=JobStatus.ACTIVE)
     await claims.discard_future_runs(conn, job.id, ping.at)  # slots are planned again
+    # Before update_job, which moves monitor_state too (service/jobs.py set_paused).
+    old = stored.monitor_state.value
+    await monitor_store.set_state(conn, job.id, old, MonitorState.NEW.value, ping.at, "job.resume")
     await job_store.update_job(conn, stored, spec, next_fire(spec, ping.at), ping.at)
     diff = {"status": [JobStatus.PAUSED.value, JobStatus.ACTIVE.value]}
     await _audit(conn, ping, job.project_id, "job.resume", job.slug, diff, ping.at)

@@ -1,123 +1,37 @@
-"""The statements of ping ingest: find pinged jobs, their open heartbeat runs, and write a
-whole batch of pings with a handful of statements (the group writer calls this).
+"""The statements of ping ingest: find the pinged jobs and their open heartbeat runs, and
+write a whole batch of pings with a handful of statements (the group writer calls this).
 
 Race: pings for one job arriving at two processes (PostgreSQL). The batch locks the
 pinged job rows (`FOR UPDATE`, in id order) before it reads their open runs, so one
 batch at a time decides which run a start or a finish belongs to; the other sees its
 result. SQLite needs no lock: its writers take turns (BEGIN IMMEDIATE).
+
+On SQLite a batch is two hops to the connection's thread, each a fixed sequence of plain
+`sqlite3` calls in the writer's transaction: `lock_targets` reads (SQL below, by hand;
+with the transaction's BEGIN), `write_batch` writes (the same compiled statements as on
+PostgreSQL, with rows converted exactly as SQLAlchemy's column types store them:
+store/bulk.py), deferred to go with the COMMIT (store/sqlite_driver.py). The job rows read are
+turned into `PingedJob`s through a cache keyed by the whole row as read, so a job that
+was deleted, paused or changed is never served from it: its row reads differently.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, func, select, tuple_, update
+from sqlalchemy import RowMapping, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.pings import OpenRun, PingedJob
 from cronkeeper.store.bulk import BulkStatement
+from cronkeeper.store.claims import LAST_RUNS
+from cronkeeper.store.sqlite_driver import defer, execute_all, run_on_thread
 from cronkeeper.store.tables import attempts, events, jobs, projects, runs
-
-_JOB_COLUMNS = (
-    jobs.c.id,
-    jobs.c.project_id,
-    projects.c.slug.label("project_slug"),
-    jobs.c.slug,
-    jobs.c.kind,
-    jobs.c.status,
-    jobs.c.queue,
-)
-
-
-def _pinged_job(row: RowMapping) -> PingedJob:
-    return PingedJob(**{name: row[name] for name in PingedJob.__dataclass_fields__})
-
-
-async def lock_jobs_by_ping_uuid(
-    conn: AsyncConnection, ping_uuids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, PingedJob]:
-    """The jobs with these ping UUIDs (unique index), locked for this transaction."""
-    if not ping_uuids:
-        return {}
-    query = (
-        select(jobs.c.ping_uuid, *_JOB_COLUMNS)
-        .join(projects, projects.c.id == jobs.c.project_id)
-        .where(jobs.c.ping_uuid.in_(list(ping_uuids)))
-        .order_by(jobs.c.id)
-        .with_for_update(of=jobs)
-    )
-    rows = (await conn.execute(query)).mappings()
-    return {row["ping_uuid"]: _pinged_job(row) for row in rows}
-
-
-async def projects_by_ping_key(
-    conn: AsyncConnection, ping_keys: Collection[str]
-) -> dict[str, tuple[uuid.UUID, str]]:
-    """(id, slug) of the projects with these ping keys."""
-    if not ping_keys:
-        return {}
-    query = select(projects.c.ping_key, projects.c.id, projects.c.slug).where(
-        projects.c.ping_key.in_(list(ping_keys))
-    )
-    return {row.ping_key: (row.id, row.slug) for row in await conn.execute(query)}
-
-
-async def lock_jobs_by_slug(
-    conn: AsyncConnection, pairs: Collection[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], PingedJob]:
-    """The jobs with these (project id, slug) pairs, locked for this transaction."""
-    if not pairs:
-        return {}
-    query = (
-        select(*_JOB_COLUMNS)
-        .join(projects, projects.c.id == jobs.c.project_id)
-        .where(tuple_(jobs.c.project_id, jobs.c.slug).in_(list(pairs)))
-        .order_by(jobs.c.id)
-        .with_for_update(of=jobs)
-    )
-    rows = (await conn.execute(query)).mappings()
-    return {(row["project_id"], row["slug"]): _pinged_job(row) for row in rows}
-
-
-async def open_heartbeat_runs(
-    conn: AsyncConnection, job_ids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, list[OpenRun]]:
-    """The running heartbeat runs of these jobs (index on job id and status), locked.
-
-    Race: a cancel through the API while the batch closes the same run — the lock makes
-    the cancel wait (or, if it committed first, the run is no longer read as running).
-    """
-    if not job_ids:
-        return {}
-    query = (
-        select(runs.c.id, runs.c.job_id, runs.c.ping_rid, runs.c.started_at)
-        .where(
-            runs.c.job_id.in_(list(job_ids)),
-            runs.c.status == "running",
-            runs.c.source == "heartbeat",
-        )
-        .order_by(runs.c.id)
-        .with_for_update()
-    )
-    found: dict[uuid.UUID, list[OpenRun]] = {}
-    for row in await conn.execute(query):
-        found.setdefault(row.job_id, []).append(OpenRun(row.id, row.ping_rid, row.started_at))
-    return found
-
-
-async def latest_run_id(conn: AsyncConnection, job_id: uuid.UUID) -> uuid.UUID | None:
-    """The job's newest run of any status, or None (where a stray log ping goes)."""
-    query = (
-        select(runs.c.id)
-        .where(runs.c.job_id == job_id)
-        .order_by(runs.c.created_at.desc(), runs.c.id.desc())
-        .limit(1)
-    )
-    run_id: uuid.UUID | None = (await conn.execute(query)).scalar_one_or_none()
-    return run_id
-
 
 #: The columns of the rows each writer below takes, in tuple order.
 RUN_COLUMNS = (
@@ -153,6 +67,91 @@ ATTEMPT_COLUMNS = (
 )
 EVENT_COLUMNS = ("run_id", "sequence_num", "type", "at", "message", "data")
 
+
+@dataclass
+class Targets:
+    """What a batch of pings names, locked: jobs by ping UUID and by (project id, slug),
+    the projects of its ping keys, the jobs' running heartbeat runs (oldest first) and
+    the last event number of each of those runs."""
+
+    by_uuid: dict[uuid.UUID, PingedJob] = field(default_factory=dict)
+    projects: dict[str, tuple[uuid.UUID, str]] = field(default_factory=dict)
+    by_slug: dict[tuple[uuid.UUID, str], PingedJob] = field(default_factory=dict)
+    open_runs: dict[uuid.UUID, list[OpenRun]] = field(default_factory=dict)
+    last_events: dict[uuid.UUID, int] = field(default_factory=dict)
+
+
+@dataclass
+class BatchRows:
+    """Everything one batch writes; tuples in the *_COLUMNS orders above."""
+
+    runs: list[tuple[Any, ...]]
+    closings: list[tuple[Any, ...]]  # CLOSING_COLUMNS values, then the run id
+    attempts: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]  # sequence numbers already given
+    last_runs: list[tuple[uuid.UUID, uuid.UUID]]  # (job id, its newest finished run)
+    deadlines: list[tuple[uuid.UUID, datetime]]  # (job id, look at it by then at the latest)
+
+
+async def lock_targets(
+    conn: AsyncConnection,
+    ping_uuids: Collection[uuid.UUID],
+    slugs: Collection[tuple[str, str]],
+) -> Targets:
+    """The jobs with these ping UUIDs (unique index) or (project ping key, slug) pairs,
+    locked for this transaction, with their open heartbeat runs (index on job id and
+    status), also locked.
+
+    Race: a cancel through the API while the batch closes one of these runs — the lock
+    makes the cancel wait (or, if it committed first, the run is no longer read as running).
+    """
+    if conn.dialect.name == "sqlite":
+        return await _sqlite_targets(conn, ping_uuids, slugs)
+    found = Targets(by_uuid=await _lock_by_uuid(conn, ping_uuids))
+    found.projects = await _projects_by_ping_key(conn, {key for key, _ in slugs})
+    pairs = {(found.projects[key][0], slug) for key, slug in slugs if key in found.projects}
+    found.by_slug = await _lock_by_slug(conn, pairs)
+    await _open_runs(conn, found)
+    return found
+
+
+async def write_batch(conn: AsyncConnection, rows: BatchRows) -> None:
+    """Write a batch: new runs, closings of stored runs, attempts, events, each job's
+    newest finished run (claims.LAST_RUNS, which pokes the monitor), then earlier
+    deadlines (a start of a job with max_runtime: the monitor looks at it by then).
+
+    Closings need no condition beyond `status = 'running'`: the batch has held these runs'
+    locks (PostgreSQL) or the only write transaction (SQLite) since it read them.
+    """
+    work = [
+        (_INSERT_RUNS, rows.runs),
+        (_CLOSE_RUNS, rows.closings),
+        (_INSERT_ATTEMPTS, rows.attempts),
+        (_INSERT_EVENTS, rows.events),
+        (LAST_RUNS, rows.last_runs),
+        (_EARLIER_DEADLINES, rows.deadlines),
+    ]
+    if conn.dialect.name == "sqlite":
+        statements = [statement.prepared(conn.dialect, list(r)) for statement, r in work if r]
+        await defer(conn, execute_all, statements)  # with the COMMIT: one hop for both
+        return
+    for statement, batch in work:
+        await statement.execute(conn, batch)
+
+
+async def latest_run(conn: AsyncConnection, job_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+    """(id, last event number) of the job's newest run of any status, or None (where a
+    stray log ping goes)."""
+    query = (
+        select(runs.c.id, _LAST_EVENT)
+        .where(runs.c.job_id == job_id)
+        .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row.id, int(row.last_event or 0))
+
+
 _INSERT_RUNS = BulkStatement(runs.insert(), RUN_COLUMNS)
 _CLOSE_RUNS = BulkStatement(
     update(runs)
@@ -162,47 +161,183 @@ _CLOSE_RUNS = BulkStatement(
 )
 _INSERT_ATTEMPTS = BulkStatement(attempts.insert(), ATTEMPT_COLUMNS)
 _INSERT_EVENTS = BulkStatement(events.insert(), EVENT_COLUMNS)
+_EARLIER_DEADLINES = BulkStatement(
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_job"),
+        or_(jobs.c.deadline_at.is_(None), jobs.c.deadline_at > bindparam("b_at")),
+    )
+    .values(deadline_at=bindparam("b_at")),
+    ["b_job", "b_at"],
+)
+
+# -- PostgreSQL (and any other dialect): Core statements built once ----------------------
+
+_JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.project_id,
+    projects.c.slug.label("project_slug"),
+    jobs.c.slug,
+    jobs.c.kind,
+    jobs.c.status,
+    jobs.c.queue,
+    jobs.c.spec["min_runtime"].as_float().label("min_runtime"),
+    jobs.c.spec["max_runtime"].as_float().label("max_runtime"),
+)
+_JOBS = select(*_JOB_COLUMNS).join(projects, projects.c.id == jobs.c.project_id)
+_BY_UUID = (
+    _JOBS.add_columns(jobs.c.ping_uuid)
+    .where(jobs.c.ping_uuid.in_(bindparam("uuids", expanding=True)))
+    .order_by(jobs.c.id)
+    .with_for_update(of=jobs)
+)
+_PROJECTS = select(projects.c.ping_key, projects.c.id, projects.c.slug).where(
+    projects.c.ping_key.in_(bindparam("keys", expanding=True))
+)
+_LAST_EVENT = (
+    select(func.max(events.c.sequence_num))
+    .where(events.c.run_id == runs.c.id)
+    .scalar_subquery()
+    .label("last_event")
+)
+_OPEN_RUNS = (
+    select(runs.c.id, runs.c.job_id, runs.c.ping_rid, runs.c.started_at, _LAST_EVENT)
+    .where(
+        runs.c.job_id.in_(bindparam("jobs", expanding=True)),
+        runs.c.status == "running",
+        runs.c.source == "heartbeat",
+    )
+    .order_by(runs.c.id)
+    .with_for_update(of=runs)
+)
 
 
-async def insert_runs(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert many runs (tuples in RUN_COLUMNS order) in one driver call."""
-    await _INSERT_RUNS.execute(conn, rows)
+def _pinged_job(row: RowMapping) -> PingedJob:
+    return PingedJob(**{name: row[name] for name in PingedJob.__dataclass_fields__})
 
 
-async def close_runs(conn: AsyncConnection, closings: Sequence[tuple[Any, ...]]) -> None:
-    """Give running runs their final state (CLOSING_COLUMNS values, then the run id).
-
-    The batch has held these runs' locks (PostgreSQL) or the only write transaction
-    (SQLite) since it read them as running, so none can have changed meanwhile.
-    """
-    await _CLOSE_RUNS.execute(conn, closings)
-
-
-async def insert_attempts(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Record finished attempts (tuples in ATTEMPT_COLUMNS order) in one driver call."""
-    await _INSERT_ATTEMPTS.execute(conn, rows)
+async def _lock_by_uuid(
+    conn: AsyncConnection, ping_uuids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, PingedJob]:
+    if not ping_uuids:
+        return {}
+    rows = (await conn.execute(_BY_UUID, {"uuids": list(ping_uuids)})).mappings()
+    return {row["ping_uuid"]: _pinged_job(row) for row in rows}
 
 
-async def insert_events(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append events (tuples in EVENT_COLUMNS order, sequence numbers already given)."""
-    await _INSERT_EVENTS.execute(conn, rows)
+async def _projects_by_ping_key(
+    conn: AsyncConnection, ping_keys: Collection[str]
+) -> dict[str, tuple[uuid.UUID, str]]:
+    if not ping_keys:
+        return {}
+    rows = await conn.execute(_PROJECTS, {"keys": list(ping_keys)})
+    return {row.ping_key: (row.id, row.slug) for row in rows}
 
 
-async def last_sequence_numbers(
-    conn: AsyncConnection, run_ids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    """The last event sequence number of each of these stored runs (0 if it has none).
-
-    Single writer per run: the batch holds the run's lock (PostgreSQL) or the write
-    transaction (SQLite), so nobody appends between this read and the insert.
-    """
-    if not run_ids:
+async def _lock_by_slug(
+    conn: AsyncConnection, pairs: Collection[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], PingedJob]:
+    if not pairs:
         return {}
     query = (
-        select(events.c.run_id, func.max(events.c.sequence_num))
-        .where(events.c.run_id.in_(list(run_ids)))
-        .group_by(events.c.run_id)
+        _JOBS.where(tuple_(jobs.c.project_id, jobs.c.slug).in_(list(pairs)))
+        .order_by(jobs.c.id)
+        .with_for_update(of=jobs)
     )
-    last = dict.fromkeys(run_ids, 0)
-    last.update({run_id: int(number) for run_id, number in await conn.execute(query)})
-    return last
+    rows = (await conn.execute(query)).mappings()
+    return {(row["project_id"], row["slug"]): _pinged_job(row) for row in rows}
+
+
+async def _open_runs(conn: AsyncConnection, found: Targets) -> None:
+    job_ids = {job.id for job in (*found.by_uuid.values(), *found.by_slug.values())}
+    if not job_ids:
+        return
+    for row in await conn.execute(_OPEN_RUNS, {"jobs": list(job_ids)}):
+        found.open_runs.setdefault(row.job_id, []).append(
+            OpenRun(row.id, row.ping_rid, row.started_at)
+        )
+        found.last_events[row.id] = int(row.last_event or 0)
+
+
+# -- SQLite: one hop of plain sqlite3 calls ----------------------------------------------
+
+_SQLITE_BY_UUID = (
+    "SELECT j.ping_uuid, j.id, j.project_id, p.slug, j.slug, j.kind, j.status, j.queue, "
+    "json_extract(j.spec, '$.min_runtime'), json_extract(j.spec, '$.max_runtime') "
+    "FROM jobs AS j JOIN projects AS p ON p.id = j.project_id "
+    "WHERE j.ping_uuid IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_BY_SLUG = (
+    "SELECT j.ping_uuid, j.id, j.project_id, p.slug, j.slug, j.kind, j.status, j.queue, "
+    "json_extract(j.spec, '$.min_runtime'), json_extract(j.spec, '$.max_runtime') "
+    "FROM jobs AS j JOIN projects AS p ON p.id = j.project_id "
+    "WHERE (j.project_id, j.slug) IN "
+    "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+)
+_SQLITE_PROJECTS = (
+    "SELECT ping_key, id, slug FROM projects WHERE ping_key IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_OPEN_RUNS = (
+    "SELECT r.id, r.job_id, r.ping_rid, r.started_at, "
+    "(SELECT max(e.sequence_num) FROM events AS e WHERE e.run_id = r.id) "
+    "FROM runs AS r WHERE r.job_id IN (SELECT value FROM json_each(?)) "
+    "AND r.status = 'running' AND r.source = 'heartbeat' ORDER BY r.id"
+)
+Row = tuple[Any, ...]
+
+
+def _sqlite_read(
+    db: Any, uuids: list[str], slugs: list[tuple[str, str]]
+) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+    """On the connection's thread: (jobs by UUID, projects, jobs by slug, open runs)."""
+    by_uuid = db.execute(_SQLITE_BY_UUID, (json.dumps(uuids),)).fetchall() if uuids else []
+    projects, by_slug = [], []
+    if slugs:
+        projects = db.execute(_SQLITE_PROJECTS, (json.dumps([k for k, _ in slugs]),)).fetchall()
+        ids = {key: project_id for key, project_id, _ in projects}
+        pairs = [(ids[key], slug) for key, slug in slugs if key in ids]
+        if pairs:
+            by_slug = db.execute(_SQLITE_BY_SLUG, (json.dumps(pairs),)).fetchall()
+    job_ids = json.dumps([row[1] for row in by_uuid] + [row[1] for row in by_slug])
+    open_runs = db.execute(_SQLITE_OPEN_RUNS, (job_ids,)).fetchall()
+    return by_uuid, projects, by_slug, open_runs
+
+
+#: PingedJob by its row as read (every field, so any change reads as a new key).
+_jobs_seen: dict[Row, PingedJob] = {}
+_JOBS_SEEN_MAX = 50_000
+
+
+def _sqlite_job(row: Row) -> PingedJob:
+    key = row[1:]
+    job = _jobs_seen.get(key)
+    if job is None:
+        if len(_jobs_seen) >= _JOBS_SEEN_MAX:
+            _jobs_seen.clear()
+        job = _jobs_seen[key] = PingedJob(uuid.UUID(hex=row[1]), uuid.UUID(hex=row[2]), *row[3:])
+    return job
+
+
+async def _sqlite_targets(
+    conn: AsyncConnection, ping_uuids: Collection[uuid.UUID], slugs: Collection[tuple[str, str]]
+) -> Targets:
+    asked = {ping_uuid.hex: ping_uuid for ping_uuid in ping_uuids}
+    by_uuid, projects, by_slug, open_runs = await run_on_thread(
+        conn, _sqlite_read, list(asked), list(slugs)
+    )
+    found = Targets()
+    job_ids: dict[str, uuid.UUID] = {}
+    for row in by_uuid:
+        job = found.by_uuid[asked[row[0]]] = _sqlite_job(row)
+        job_ids[row[1]] = job.id
+    found.projects = {key: (uuid.UUID(hex=pid), slug) for key, pid, slug in projects}
+    for row in by_slug:
+        job = _sqlite_job(row)
+        found.by_slug[(job.project_id, job.slug)] = job
+        job_ids[row[1]] = job.id
+    for run_hex, job_hex, rid, started_at, last_event in open_runs:
+        run_id = uuid.UUID(hex=run_hex)
+        started = datetime.fromisoformat(started_at).replace(tzinfo=UTC)
+        found.open_runs.setdefault(job_ids[job_hex], []).append(OpenRun(run_id, rid, started))
+        found.last_events[run_id] = last_event or 0
+    return found

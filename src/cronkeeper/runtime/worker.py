@@ -32,6 +32,7 @@ from cronkeeper.service.execution import ClaimedRun, Finished
 log = logging.getLogger("cronkeeper.worker")
 RECORD_BATCH = 100
 CLAIM_BATCH = 250
+CLAIM_GAP = 0.05  # seconds between claims woken by ending runs (not by new runs)
 
 
 class Worker:
@@ -56,6 +57,8 @@ class Worker:
         self.poll, self.drain_timeout, self.rng = poll, drain_timeout, rng
         self.tracing = tracing or Tracing()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        # run id → job id of attempts that are over, their outcomes not yet recorded
+        self._ended: dict[uuid.UUID, uuid.UUID] = {}
         self._done = asyncio.Event()
         self._finished: asyncio.Queue[tuple[Finished, asyncio.Future[Settlement | None]]] = (
             asyncio.Queue()
@@ -87,6 +90,7 @@ class Worker:
                 limit=min(free, CLAIM_BATCH),
                 lease=self.lease,
                 ahead=self.claim_ahead,
+                ended=self._ended,
             )
         except Exception:
             log.exception("claiming runs failed; retrying")
@@ -96,18 +100,27 @@ class Worker:
         return len(claimed)
 
     async def _idle(self, stopping: asyncio.Event) -> None:
-        """Sleep until the next queued run is due (at most `poll`), a run is queued in this
-        process, or a running one ends (capacity freed)."""
+        """After a claim that took nothing: sleep until the next queued run can be claimed
+        (`claim_ahead` before it is due) — or, if it is already that close and still was
+        not taken (its job is busy), until it is due, when its overlap policy decides
+        (at most `poll`); or until a run is queued in this process or a running one ends
+        (capacity freed, a job no longer busy). Runs already due but waiting for their
+        busy job are woken by that job's run ending, not polled for."""
         queued = self.ctx.wakeups.runs_queued
         queued.clear()
         self._done.clear()
         delay = self.poll
         with contextlib.suppress(Exception):
-            due = await execution.next_queued_at(self.ctx, self.queues)
+            now = self.ctx.clock.now()
+            due = await execution.next_queued_at(self.ctx, self.queues, after=now)
             if due is not None:
-                ahead = (due - self.ctx.clock.now()).total_seconds() - self.claim_ahead
-                delay = min(delay, max(0.0, ahead))
+                until = (due - now).total_seconds()
+                wait = until - self.claim_ahead if until > self.claim_ahead else until
+                delay = min(delay, max(0.0, wait))
         await wait_for_any(self.ctx.clock, delay, stopping, queued, self._done)
+        if self._done.is_set() and not queued.is_set():
+            # Runs end by the hundred a second under load: claim for many of them at once.
+            await wait_for_any(self.ctx.clock, CLAIM_GAP, stopping, queued)
 
     async def _execute(self, claimed: ClaimedRun) -> None:
         try:
@@ -122,8 +135,13 @@ class Worker:
                 outcome = await self._attempt(claimed, request)
                 self.tracing.attempt_ended(outcome)
             recorded: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
-            self._finished.put_nowait((Finished(claimed, outcome, started), recorded))
-            decision = await recorded
+            ended = self.ctx.clock.now()
+            self._ended[claimed.run.id] = claimed.run.job_id
+            self._finished.put_nowait((Finished(claimed, outcome, started, ended), recorded))
+            try:
+                decision = await recorded
+            finally:
+                self._ended.pop(claimed.run.id, None)
             if decision is not None:
                 self.tracing.run_ended(claimed, decision, self.ctx.clock.now())
         except asyncio.CancelledError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -207,6 +207,7 @@ async def claim_runs(
     limit: int,
     lease: float,
     ahead: float = 0.0,
+    ended: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[ClaimedRun]:
     """Claim up to `limit` queued runs due within `ahead` seconds for this node and open
     their attempts (a run claimed ahead starts at its `not_before`: `ClaimedRun.starts_at`);
@@ -221,6 +222,7 @@ async def claim_runs(
             queues=queues,
             limit=limit,
             due_by=now + timedelta(seconds=ahead),
+            ended=ended,
         )
         specs = await job_store.specs_by_id(conn, list({run.job_id for run in claim.claimed}))
         events = [
@@ -244,10 +246,12 @@ async def claim_runs(
     ]
 
 
-async def next_queued_at(ctx: Context, queues: list[str]) -> datetime | None:
-    """When the earliest queued run of these queues may start."""
+async def next_queued_at(
+    ctx: Context, queues: list[str], after: datetime | None = None
+) -> datetime | None:
+    """When the earliest queued run of these queues (not due before `after`) may start."""
     async with ctx.db.read() as conn:
-        return await claims.next_queued_at(conn, queues)
+        return await claims.next_queued_at(conn, queues, after)
 
 
 async def renew_leases(
@@ -266,6 +270,12 @@ class Finished:
     claimed: ClaimedRun
     outcome: Outcome
     started_at: datetime
+    ended_at: datetime | None = None  # when the attempt ended (default: when recorded)
+
+    def ended(self, recorded_at: datetime) -> datetime:
+        """When the attempt ended: the run's times are the attempt's, not the recorder's
+        (outcomes wait a moment to be written many at once)."""
+        return self.ended_at or recorded_at
 
 
 async def record_outcome(
@@ -296,12 +306,15 @@ async def record_outcomes(
     async with ctx.db.write() as conn:
         now = ctx.clock.now()
         planned = [
-            (item, settle(item.claimed.run, item.claimed.spec, item.outcome, now, random))
+            (
+                item,
+                settle(item.claimed.run, item.claimed.spec, item.outcome, item.ended(now), random),
+            )
             for item in finished
         ]
         values = {
             item.claimed.run.id: _run_values(
-                item.claimed.run, decision, item.outcome, now, item.started_at
+                item.claimed.run, decision, item.outcome, item.ended(now), item.started_at
             )
             for item, decision in planned
         }
@@ -312,13 +325,15 @@ async def record_outcomes(
                 decisions.append(None)
                 continue
             decisions.append(decision)
-            attempts.append(_attempt_values(run, item.outcome, item.started_at, now))
+            ended = item.ended(now)
+            attempts.append(_attempt_values(run, item.outcome, item.started_at, ended))
             events += [
                 (run.id, EventType.LOG.value, line.at, line.message, {"level": line.level})
                 for line in item.outcome.logs
             ]
             events += [
-                (run.id, kind.value, now, message, data) for kind, message, data in decision.events
+                (run.id, kind.value, ended, message, data)
+                for kind, message, data in decision.events
             ]
             if decision.final:
                 last_runs.append((run.job_id, run.id))

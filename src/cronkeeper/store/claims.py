@@ -8,7 +8,7 @@ the work instead of queueing behind each other's row locks.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,11 +113,15 @@ async def discard_future_runs(conn: AsyncConnection, job_id: uuid.UUID, after: d
     return int(result.rowcount)
 
 
-async def next_queued_at(conn: AsyncConnection, queues: Sequence[str]) -> datetime | None:
-    """When the earliest queued run of these queues may start (its `not_before`)."""
+async def next_queued_at(
+    conn: AsyncConnection, queues: Sequence[str], after: datetime | None = None
+) -> datetime | None:
+    """When the earliest queued run of these queues (not due before `after`) may start."""
     query = select(func.min(runs.c.not_before)).where(
         runs.c.status == "queued", runs.c.queue.in_(list(queues))
     )
+    if after is not None:
+        query = query.where(runs.c.not_before > after)
     value: datetime | None = (await conn.execute(query)).scalar_one()
     return value
 
@@ -137,11 +141,14 @@ async def claim_runs(
     queues: Sequence[str],
     limit: int,
     due_by: datetime | None = None,
+    ended: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> Claim:
     """Move up to `limit` queued runs due by `due_by` (default: now) to `running` for this
     node, oldest slot first. A run claimed ahead of its `not_before` waits on the node and
     starts at its exact time; its `started_at` is that time until the attempt records
-    when it really started.
+    when it really started. `ended`: run id → job id of this node's runs whose attempt
+    has ended but is not recorded yet; they no longer keep their job busy when a due run
+    is judged against its overlap policy.
 
     A job at its `concurrency` keeps further runs queued (`overlap = queue`), or has them
     skipped (`skip`); `allow` ignores the limit. Race: two workers claiming one run —
@@ -149,13 +156,19 @@ async def claim_runs(
     LOCKED keeps them off each other's rows and the job row lock serialises the
     concurrency check per job.
     """
-    # Served by ix_runs_queued (queue, not_before, created_at): no sort, no join.
+    # Served by ix_runs_queued (queue, not_before, created_at): no sort, no join. A run
+    # not yet due is a candidate only while its job has nothing running (ix_runs_job_status):
+    # runs waiting behind busy jobs would otherwise fill every page claimed ahead.
+    busy = runs.alias("busy")
+    still_running = [busy.c.job_id == runs.c.job_id, busy.c.status == "running"]
+    idle_job = ~select(busy.c.id).where(*still_running).exists()
     candidates = (
         select(runs.c.id, runs.c.job_id, runs.c.source, runs.c.not_before)
         .where(
             runs.c.status == "queued",
             runs.c.queue.in_(list(queues)),
             runs.c.not_before <= (due_by or now),  # every queued run has one
+            or_(runs.c.not_before <= now, idle_job),
         )
         .order_by(runs.c.not_before, runs.c.created_at)
         .limit(limit * 2)
@@ -168,7 +181,9 @@ async def claim_runs(
     for _ in range(_CLAIM_PASSES):
         query = candidates.where(runs.c.job_id.not_in(seen)) if seen else candidates
         rows = (await conn.execute(query)).all()
-        started, dropped, waited = await _within_concurrency(conn, rows, limit - len(chosen), now)
+        started, dropped, waited = await _within_concurrency(
+            conn, rows, limit - len(chosen), now, ended or {}
+        )
         chosen += started
         skipped += dropped
         # A page full of runs waiting behind their own job's limit would starve every
@@ -202,7 +217,11 @@ async def claim_runs(
 
 
 async def _within_concurrency(
-    conn: AsyncConnection, rows: Sequence[Any], limit: int, now: datetime
+    conn: AsyncConnection,
+    rows: Sequence[Any],
+    limit: int,
+    now: datetime,
+    ended: Mapping[uuid.UUID, uuid.UUID],
 ) -> tuple[list[uuid.UUID], list[uuid.UUID], bool]:
     """(runs to start, runs to skip, whether any run must wait) under each job's
     concurrency and overlap policy. A run not yet due is never skipped — the runs ahead
@@ -223,6 +242,9 @@ async def _within_concurrency(
             .group_by(runs.c.job_id)
         )
         running = {job_id: int(n) for job_id, n in (await conn.execute(query)).all()}
+        for job_id in ended.values():  # still `running` in the table, but over
+            if running.get(job_id, 0) > 0:
+                running[job_id] -= 1
     chosen: list[uuid.UUID] = []
     skipped: list[uuid.UUID] = []
     waited = False

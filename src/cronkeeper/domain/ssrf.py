@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cronkeeper.domain.failures import FailureReason
 
@@ -129,6 +130,7 @@ def _split_hostnames(value: str) -> Iterator[str]:
             yield normalize_hostname(entry)
 
 
+@lru_cache(maxsize=4096)
 def check_hostname(policy: SsrfPolicy, host: str) -> FailureReason | None:
     """BLOCKED_HOSTNAME when `host` is deny-listed (exactly, or as a subdomain of "*.x")."""
     name = normalize_hostname(host)

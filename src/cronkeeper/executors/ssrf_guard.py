@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -50,6 +51,7 @@ class DestinationUnusable(Exception):
     """The URL names no usable destination (not http(s), or no host)."""
 
 
+@lru_cache(maxsize=4096)
 def address_verdict(policy: SsrfPolicy, address: str) -> FailureReason | None:
     """check_address, with anything that is not a plain IP address refused as SSRF."""
     try:

@@ -29,7 +29,7 @@ from cronkeeper.domain.notifications import (
 from cronkeeper.domain.ssrf import SsrfPolicy
 from cronkeeper.domain.states import AttemptStatus
 from cronkeeper.executors.http import classify_error, error_message, retry_after_of
-from cronkeeper.executors.ssrf_guard import GuardedResolver, guarded_socket_factory, vet_url
+from cronkeeper.executors.ssrf_guard import GuardedSession, vet_url
 
 TIMEOUT = 10.0
 #: At most this much of an error response is quoted in the notification's error.
@@ -61,30 +61,14 @@ class WebhookSender:
         timeout: float = TIMEOUT,
     ) -> None:
         self._policy, self._user_agent, self._timeout = policy, user_agent, timeout
-        self._base_resolver = resolver
-        self._session: aiohttp.ClientSession | None = None
-        self._resolver: GuardedResolver | None = None
+        self._guarded = GuardedSession(policy, resolver)
 
     def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            base = self._base_resolver or aiohttp.DefaultResolver()
-            self._resolver = GuardedResolver(base, self._policy, owns_base=not self._base_resolver)
-            connector = aiohttp.TCPConnector(
-                resolver=self._resolver, socket_factory=guarded_socket_factory(self._policy)
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-            )
-        return self._session
+        return self._guarded.open()
 
     async def close(self) -> None:
         """Close the session and the resolver it created."""
-        session, resolver = self._session, self._resolver
-        self._session = self._resolver = None
-        if session is not None:
-            await session.close()
-        if resolver is not None:
-            await resolver.close()
+        await self._guarded.close()
 
     async def send(self, config: Mapping[str, Any], message: Message) -> Delivery:
         """Deliver one message; never raises but CancelledError."""

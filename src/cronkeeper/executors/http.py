@@ -34,8 +34,7 @@ from cronkeeper.executors.ssrf_guard import (
     AddressRefused,
     DestinationBlocked,
     DestinationUnusable,
-    GuardedResolver,
-    guarded_socket_factory,
+    GuardedSession,
     vet_url,
 )
 
@@ -237,36 +236,20 @@ class HttpExecutor:
     ) -> None:
         self._policy = policy
         self._user_agent = user_agent
-        self._base_resolver = resolver
         self._max_redirects = max_redirects
+        self._guarded = GuardedSession(
+            policy, resolver, limit=MAX_CONNECTIONS, limit_per_host=MAX_PER_HOST
+        )
         self._session: aiohttp.ClientSession | None = None
-        self._resolver: GuardedResolver | None = None
 
     async def start(self) -> None:
         """Create the shared session; idempotent."""
-        if self._session is not None:
-            return
-        base = self._base_resolver or aiohttp.DefaultResolver()
-        owns = self._base_resolver is None
-        self._resolver = GuardedResolver(base, self._policy, owns_base=owns)
-        connector = aiohttp.TCPConnector(
-            resolver=self._resolver,
-            socket_factory=guarded_socket_factory(self._policy),
-            limit=MAX_CONNECTIONS,
-            limit_per_host=MAX_PER_HOST,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
+        self._session = self._guarded.open()
 
     async def close(self) -> None:
         """Close the session, its connections and the resolver it created."""
-        session, resolver = self._session, self._resolver
-        self._session = self._resolver = None
-        if session is not None:
-            await session.close()
-        if resolver is not None:
-            await resolver.close()
+        self._session = None
+        await self._guarded.close()
 
     async def __aenter__(self) -> HttpExecutor:
         await self.start()

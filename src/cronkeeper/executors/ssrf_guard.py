@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
@@ -122,3 +123,43 @@ def vet_url(policy: SsrfPolicy, url: URL) -> None:
         raise DestinationBlocked(reason, f"refused: host name {host} is on the deny list")
     if looks_like_ip(host) and (reason := address_verdict(policy, host)) is not None:
         raise DestinationBlocked(reason, blocked_address_message(host, host, reason))
+
+
+class GuardedSession:
+    """One aiohttp session whose every connection passes the SSRF guard: host names are
+    resolved once through `GuardedResolver`, sockets only dial vetted addresses."""
+
+    def __init__(
+        self, policy: SsrfPolicy, base: AbstractResolver | None = None, **connector: Any
+    ) -> None:
+        self._policy, self._base, self._connector = policy, base, connector
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+
+    def open(self) -> aiohttp.ClientSession:
+        """The session, created on first use."""
+        if self._session is None:
+            base = self._base or aiohttp.DefaultResolver()
+            self._resolver = GuardedResolver(base, self._policy, owns_base=self._base is None)
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver,
+                socket_factory=guarded_socket_factory(self._policy),
+                **self._connector,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+            )
+        return self._session
+
+    @property
+    def is_open(self) -> bool:
+        return self._session is not None
+
+    async def close(self) -> None:
+        """Close the session, its connections and the resolver it created."""
+        session, resolver = self._session, self._resolver
+        self._session = self._resolver = None
+        if session is not None:
+            await session.close()
+        if resolver is not None:
+            await resolver.close()

@@ -143,13 +143,8 @@ async def fire_due_slots(ctx: Context, limit: int = 2000, lookahead: timedelta =
     return sum(1 for row in rows if row["id"] in inserted and row["status"] == "queued")
 
 
-def _slot_run(
-    job: DueJob, slot: datetime, now: datetime, windows: list[MaintenanceWindow]
-) -> dict[str, Any]:
-    """The run of a slot: queued, or skipped inside a maintenance window of mode `skip`."""
-    window = maintenance_at(windows, job.spec, slot, mode="skip")
-    status = RunStatus.QUEUED if window is None else RunStatus.SKIPPED
-    values = new_run_values(
+def _scheduled(job: DueJob, slot: datetime, now: datetime, status: RunStatus) -> dict[str, Any]:
+    return new_run_values(
         job.project_id,
         job.id,
         job.spec,
@@ -158,6 +153,14 @@ def _slot_run(
         scheduled_for=slot,
         status=status,
     )
+
+
+def _slot_run(
+    job: DueJob, slot: datetime, now: datetime, windows: list[MaintenanceWindow]
+) -> dict[str, Any]:
+    """The run of a slot: queued, or skipped inside a maintenance window of mode `skip`."""
+    window = maintenance_at(windows, job.spec, slot, mode="skip")
+    values = _scheduled(job, slot, now, RunStatus.QUEUED if window is None else RunStatus.SKIPPED)
     if window is not None:
         values["error"] = f"skipped: inside maintenance window {window.name!r}"
     return values
@@ -167,15 +170,7 @@ def _missed_run(job: DueJob, slot: datetime, now: datetime) -> dict[str, Any]:
     """A slot that came and went while no scheduler was running (or keeping up), not
     replayed per the job's catch_up: recorded as missed during our own outage, which
     never alerts."""
-    values = new_run_values(
-        job.project_id,
-        job.id,
-        job.spec,
-        source="schedule",
-        now=now,
-        scheduled_for=slot,
-        status=RunStatus.MISSED,
-    )
+    values = _scheduled(job, slot, now, RunStatus.MISSED)
     values["failure_reason"] = FailureReason.MISSED.value
     values["during_outage"] = True
     values["error"] = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,16 +30,8 @@ class JobFacts:
     alert_channels: tuple[str, ...]
 
 
-async def job_facts(conn: AsyncConnection, job_id: uuid.UUID) -> JobFacts | None:
-    """The job an alert is about, or None if it was deleted."""
-    query = (
-        select(jobs, projects.c.slug.label("project_slug"))
-        .join(projects, projects.c.id == jobs.c.project_id)
-        .where(jobs.c.id == job_id)
-    )
-    row = (await conn.execute(query)).mappings().first()
-    if row is None:
-        return None
+def job_facts_of(row: Any) -> JobFacts:
+    """JobFacts from a `jobs` row joined with its project's slug (`project_slug`)."""
     channels = (row["spec"].get("alerts") or {}).get("channels") or []
     return JobFacts(
         id=row["id"],
@@ -50,6 +43,17 @@ async def job_facts(conn: AsyncConnection, job_id: uuid.UUID) -> JobFacts | None
         state_since=row["state_since"],
         alert_channels=tuple(str(ref) for ref in channels),
     )
+
+
+async def job_facts(conn: AsyncConnection, job_id: uuid.UUID) -> JobFacts | None:
+    """The job an alert is about, or None if it was deleted."""
+    query = (
+        select(jobs, projects.c.slug.label("project_slug"))
+        .join(projects, projects.c.id == jobs.c.project_id)
+        .where(jobs.c.id == job_id)
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else job_facts_of(row)
 
 
 async def run_facts(conn: AsyncConnection, run_id: uuid.UUID | None) -> RunFacts | None:

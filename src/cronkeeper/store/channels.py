@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.notifications import Channel, RunFacts
 from cronkeeper.errors import Conflict
-from cronkeeper.store.alert_facts import JobFacts
+from cronkeeper.store.alert_facts import JobFacts, job_facts_of
 from cronkeeper.store.errors import is_unique_violation
 from cronkeeper.store.tables import (
     alerts,
@@ -465,20 +465,7 @@ async def jobs_facts(
         .join(projects, projects.c.id == jobs.c.project_id)
         .where(jobs.c.id.in_(set(job_ids)))
     )
-    found = {}
-    for row in (await conn.execute(query)).mappings():
-        refs = (row["spec"].get("alerts") or {}).get("channels") or []
-        found[row["id"]] = JobFacts(
-            id=row["id"],
-            project_id=row["project_id"],
-            project_slug=row["project_slug"],
-            slug=row["slug"],
-            name=row["name"],
-            monitor_state=row["monitor_state"],
-            state_since=row["state_since"],
-            alert_channels=tuple(str(ref) for ref in refs),
-        )
-    return found
+    return {row["id"]: job_facts_of(row) for row in (await conn.execute(query)).mappings()}
 
 
 async def flip_times(conn: AsyncConnection, flip_ids: Sequence[int]) -> dict[int, datetime]:

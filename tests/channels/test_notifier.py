@@ -254,24 +254,52 @@ async def test_an_unauthorized_401_disables_the_channel_too(
     assert "HTTP 401" in (await channel_row(ctx, "auth"))["disabled_reason"]
 
 
-async def test_over_thirty_messages_a_minute_to_one_channel_are_delayed_not_dropped(
+async def test_a_burst_over_the_channels_rate_limit_goes_out_as_one_digest(
     ctx: Context, admin: Actor, clock: FakeClock, receiver: Receiver
 ) -> None:
     loop = Notifier(ctx, window=SendWindow(limit=30, window=60.0))
     await make_channel(ctx, admin, "hook", "webhook", {"url": receiver.url()}, default=True)
     for index in range(35):
         await add_alert(ctx, await make_job(ctx, admin, f"job-{index}"), "down")
+
     await pass_once(loop)
+
+    # 29 messages one by one, then one digest for the other 6: 30 requests, nothing waits
     assert len(receiver.requests) == 30
-    rows = await notification_rows(ctx)
-    waiting = [r for r in rows if r["status"] == "pending"]
-    assert len(waiting) == 5 and all(r["attempts"] == 0 for r in waiting)
-    clock.advance(30)
+    bodies = [json.loads(r.body) for r in receiver.requests]
+    [summary] = [body for body in bodies if body["event"] == "digest"]
+    assert len(summary["alerts"]) == 6
+    assert {a["event"] for a in summary["alerts"]} == {"down"}
+    assert summary["job"]["name"] == "6 alerts" and summary["status"] == "down"
+    assert summary["reason"].startswith("6 down: job-")
+    told = {a["job"]["slug"] for a in summary["alerts"]}
+    told |= {b["job"]["slug"] for b in bodies if b["event"] == "down"}
+    assert told == {f"job-{index}" for index in range(35)}  # every job, once
+    assert {r["status"] for r in await notification_rows(ctx)} == {"sent"}
+    await loop.dispatcher.close()
+
+
+async def test_with_no_room_left_in_the_window_messages_wait_and_are_not_dropped(
+    ctx: Context, admin: Actor, clock: FakeClock, receiver: Receiver
+) -> None:
+    loop = Notifier(ctx, window=SendWindow(limit=2, window=60.0))
+    await make_channel(ctx, admin, "hook", "webhook", {"url": receiver.url()}, default=True)
+    for index in range(2):
+        await add_alert(ctx, await make_job(ctx, admin, f"job-{index}"), "down")
     await pass_once(loop)
-    assert len(receiver.requests) == 30
-    clock.advance(30)
+    assert len(receiver.requests) == 2  # the window is full now
+    for index in range(2, 5):
+        await add_alert(ctx, await make_job(ctx, admin, f"job-{index}"), "down")
+
     await pass_once(loop)
-    assert len(receiver.requests) == 35
+    assert len(receiver.requests) == 2
+    waiting = [r for r in await notification_rows(ctx) if r["status"] == "pending"]
+    assert len(waiting) == 3 and all(r["attempts"] == 0 for r in waiting)
+
+    clock.advance(61)
+    await pass_once(loop)
+    assert len(receiver.requests) == 4  # one by one, then a digest of the other two
+    assert json.loads(receiver.requests[-1].body)["event"] in ("down", "digest")
     assert {r["status"] for r in await notification_rows(ctx)} == {"sent"}
     await loop.dispatcher.close()
 

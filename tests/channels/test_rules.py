@@ -20,6 +20,8 @@ from cronkeeper.domain.notifications import (
     SendWindow,
     after_attempt,
     describe_duration,
+    detail_lines,
+    digest,
     message_from_payload,
     message_to_payload,
     retry_delay,
@@ -156,3 +158,38 @@ def test_masking_hides_secrets_and_an_echoed_mask_keeps_them() -> None:
     masked_apprise = mask_config("apprise", apprise)
     assert "abcdefg_hijklmnop" not in masked_apprise["urls"][0]
     assert unmask_config("apprise", masked_apprise, apprise) == apprise
+
+
+def _down(slug: str, at: datetime) -> Message:
+    return Message(
+        "down",
+        "default",
+        JobRef(slug, slug.title(), f"http://ck/jobs/{slug}"),
+        "down",
+        "missed",
+        at,
+    )
+
+
+def test_a_digest_names_its_jobs_in_every_rendering_and_survives_storage() -> None:
+    at = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+    up = Message("up", "default", JobRef("db", "DB", "http://ck/jobs/db"), "up", "recovered", at)
+    summary = digest([_down("a", at), _down("b", at), up], "http://ck/", at)
+
+    assert summary.event == "digest" and summary.status == "down"
+    assert summary.reason == "2 down, 1 up: a, b, db"
+    assert [job.slug for job in summary.failing_jobs] == ["a", "b"]
+    lines = detail_lines(summary)
+    assert lines[0] == "3 alerts: 2 down, 1 up: a, b, db"
+    assert "  - DOWN: A is down (missed) (http://ck/jobs/a)" in lines
+    assert "  - UP: DB has recovered (http://ck/jobs/db)" in lines
+    assert message_from_payload(message_to_payload(summary)) == summary
+
+
+def test_the_send_window_says_how_much_room_is_left() -> None:
+    window = SendWindow(limit=3, window=60.0)
+    assert window.available("c", 0.0) == 3
+    window.take("c", 0.0)
+    window.take("c", 1.0)
+    assert window.available("c", 2.0) == 1
+    assert window.available("c", 60.5) == 2  # the first send left the window

@@ -9,14 +9,14 @@ must be disabled); `SendWindow` spaces messages per channel.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cronkeeper.domain.failures import explain
 
-EVENTS = ("down", "up", "flapping", "test")
+EVENTS = ("down", "up", "flapping", "test", "digest")
 #: Seconds to wait after attempt 1, 2, 3, 4 failed; attempt 5 is the last.
 RETRY_DELAYS: tuple[float, ...] = (10.0, 30.0, 120.0, 600.0)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
@@ -64,6 +64,29 @@ class Message:
     failing_jobs: tuple[JobRef, ...] = ()  # the project's *other* jobs that are down
     down_for_s: float | None = None  # up: how long it was down; down: for how long so far
     reminder: bool = False
+    parts: tuple[Message, ...] = ()  # a digest: the messages it stands for
+
+
+def digest(parts: Sequence[Message], project_url: str, at: datetime) -> Message:
+    """One message standing for many a channel could not take one by one (over its rate
+    limit): who went down and who came back, in one go, instead of a queue of minutes."""
+    downs = [m for m in parts if m.event == "down"]
+    ups = [m for m in parts if m.event == "up"]
+    counts = [f"{len(downs)} down"] if downs else []
+    counts += [f"{len(ups)} up"] if ups else []
+    others = len(parts) - len(downs) - len(ups)
+    counts += [f"{others} other"] if others else []
+    names = ", ".join(m.job.slug for m in parts[:20]) + (", …" if len(parts) > 20 else "")
+    return Message(
+        event="digest",
+        project=parts[0].project if parts else "",
+        job=JobRef("*", f"{len(parts)} alerts", project_url),
+        status="down" if downs else "up",
+        reason=f"{', '.join(counts)}: {names}",
+        at=at,
+        failing_jobs=tuple(m.job for m in downs),
+        parts=tuple(parts),
+    )
 
 
 @dataclass(frozen=True)
@@ -131,7 +154,15 @@ def job_payload(job: JobRef) -> dict[str, Any]:
 
 
 def default_payload(message: Message) -> dict[str, Any]:
-    """The webhook JSON of DESIGN §3, exactly these keys."""
+    """The webhook JSON of DESIGN §3, exactly these keys (a digest adds `alerts`: the
+    default JSON of each message it stands for)."""
+    payload = _default_payload(message)
+    if message.event == "digest":
+        payload["alerts"] = [_default_payload(part) for part in message.parts]
+    return payload
+
+
+def _default_payload(message: Message) -> dict[str, Any]:
     return {
         "event": message.event,
         "job": job_payload(message.job),
@@ -178,6 +209,8 @@ def headline(message: Message) -> str:
         return f"UP: {name} has recovered{after}"
     if message.event == "flapping":
         return f"FLAPPING: {name} keeps changing state"
+    if message.event == "digest":
+        return f"{name}: {message.reason}"
     still = "still " if message.reminder else ""
     return f"DOWN: {name} is {still}down" + (f" ({message.reason})" if message.reason else "")
 
@@ -189,6 +222,9 @@ def subject(message: Message) -> str:
 
 def detail_lines(message: Message) -> list[str]:
     """The body of a message as plain lines (e-mail, Apprise)."""
+    if message.event == "digest":
+        lines = [headline(message), "", f"Project: {message.project}", ""]
+        return lines + [f"  - {headline(part)} ({part.job.url})" for part in message.parts]
     lines = [headline(message), "", f"Job: {message.job.slug} ({message.job.url})"]
     lines.append(f"Project: {message.project}")
     if message.reason:
@@ -257,6 +293,12 @@ class SendWindow:
     window: float = 60.0
     _sent: dict[str, list[float]] = field(default_factory=dict)
 
+    def available(self, key: str, now: float) -> int:
+        """How many sends `key` may make now."""
+        times = self._sent.setdefault(key, [])
+        del times[: bisect.bisect_right(times, now - self.window)]
+        return max(0, self.limit - len(times))
+
     def take(self, key: str, now: float) -> float:
         """Record a send for `key` now and return 0, or return the seconds to wait."""
         times = self._sent.setdefault(key, [])
@@ -290,12 +332,15 @@ def disabled_reason(error: str | None, at: datetime) -> str:
 def message_to_payload(message: Message) -> dict[str, Any]:
     """A message as stored on its notification: the default webhook JSON plus what the
     other renderings need (project, time, reminder), so a retry says what the first said."""
-    return {
+    payload = {
         **default_payload(message),
         "project": message.project,
         "at": iso(message.at),
         "reminder": message.reminder,
     }
+    if message.parts:
+        payload["parts"] = [message_to_payload(part) for part in message.parts]
+    return payload
 
 
 def _when(text: Any) -> datetime | None:
@@ -332,4 +377,5 @@ def message_from_payload(payload: Mapping[str, Any]) -> Message:
         ),
         down_for_s=payload.get("down_for_s"),
         reminder=bool(payload.get("reminder")),
+        parts=tuple(message_from_payload(part) for part in payload.get("parts", [])),
     )

@@ -65,8 +65,11 @@ class Notifier:
         except Exception:
             log.exception("claiming notifications failed; retrying")
             return 0
+        by_channel: dict[object, list[ClaimedDelivery]] = {}
         for item in claimed:
-            task = asyncio.create_task(self._deliver(item))
+            by_channel.setdefault(item.channel.id, []).append(item)
+        for items in by_channel.values():
+            task = asyncio.create_task(self._deliver(items))
             self.active.add(task)
             task.add_done_callback(self._finished)
         return len(claimed)
@@ -80,18 +83,20 @@ class Notifier:
         self.active.discard(task)
         self._done.set()
 
-    async def _deliver(self, item: ClaimedDelivery) -> None:
+    async def _deliver(self, items: list[ClaimedDelivery]) -> None:
+        """Deliver one channel's claimed notifications (a digest when over its limit)."""
         try:
-            status = await notifier.deliver(self.ctx, self.dispatcher, self.window, item)
+            statuses = await notifier.deliver_group(self.ctx, self.dispatcher, self.window, items)
         except Exception:
-            log.exception("delivering notification %s failed", item.notification.id)
+            log.exception("delivering %d notifications failed", len(items))
             return
-        if status == "failed":
-            log.warning(
-                "notification %s to channel %s failed for good",
-                item.notification.id,
-                item.channel.name,
-            )
+        for item, status in zip(items, statuses, strict=False):
+            if status == "failed":
+                log.warning(
+                    "notification %s to channel %s failed for good",
+                    item.notification.id,
+                    item.channel.name,
+                )
 
     async def _idle(self, stopping: asyncio.Event) -> None:
         """Sleep until the next alert or retry is due (at most `poll`), or a nudge."""

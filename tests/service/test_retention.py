@@ -45,3 +45,80 @@ async def test_runs_older_than_30_days_are_pruned_in_batches_and_active_ones_are
     async with ctx.db.read() as conn:
         remaining = [len(await run_store.list_events(conn, uuid.UUID(r.id))) for r in page.items]
     assert remaining == [1, 1]
+
+
+async def test_flips_and_processed_alerts_older_than_93_days_are_pruned_with_their_notifications(
+    ctx: Context, clock: FakeClock, admin: Actor
+) -> None:
+    from sqlalchemy import func, select
+
+    from cronkeeper.store.tables import alerts, channels, flips, notifications
+
+    await keys.create_key(ctx, admin, project_slug="default", role=KeyRole.WRITE, name="ci")
+    body = {"slug": "beat", "kind": "heartbeat", "schedule": "@hourly"}
+    await jobs.create_job(ctx, admin, "default", body)
+    now = clock.now()
+    async with ctx.db.write() as conn:
+        project = await project_store.get_project(conn, "default")
+        assert project is not None
+        job = await job_store.get_job(conn, project.id, "beat")
+        assert job is not None
+        channel_id = uuid.uuid4()
+        await conn.execute(
+            channels.insert().values(
+                id=channel_id,
+                project_id=project.id,
+                name="hook",
+                kind="webhook",
+                config={"url": "https://hooks.example.com/x"},
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        for days_ago in (100, 100, 10):
+            at = now - timedelta(days=days_ago)
+            flip = await conn.execute(
+                flips.insert()
+                .returning(flips.c.id)
+                .values(
+                    job_id=job.id,
+                    old_state="up",
+                    new_state="down",
+                    reason="missed",
+                    created_at=at,
+                )
+            )
+            alert = await conn.execute(
+                alerts.insert()
+                .returning(alerts.c.id)
+                .values(
+                    project_id=project.id,
+                    job_id=job.id,
+                    flip_id=flip.scalar_one(),
+                    event="down",
+                    created_at=at,
+                    deliver_at=at,
+                    processed_at=at,
+                    outcome="sent",
+                )
+            )
+            await conn.execute(
+                notifications.insert().values(
+                    id=uuid.uuid4(),
+                    alert_id=alert.scalar_one(),
+                    channel_id=channel_id,
+                    event="down",
+                    status="sent",
+                    created_at=at,
+                )
+            )
+
+    deleted = await retention.prune_monitor_history(ctx, batch=1)
+
+    assert deleted >= 2
+    async with ctx.db.read() as conn:
+        counts = [
+            (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            for table in (flips, alerts, notifications)
+        ]
+    assert counts == [1, 1, 1]  # the 10-day-old history stays

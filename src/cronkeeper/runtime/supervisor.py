@@ -104,6 +104,9 @@ class Supervisor:
                 pruned = await retention.prune_old_runs(self.ctx)
                 if pruned:
                     log.info("retention: deleted %d runs past their project's retention", pruned)
+                history = await retention.prune_monitor_history(self.ctx)
+                if history:
+                    log.info("retention: deleted %d flips and alerts older than 93 days", history)
             except Exception:
                 log.exception("retention pass failed")
             await wait_for_any(self.ctx.clock, self.prune_every, self.stopping)

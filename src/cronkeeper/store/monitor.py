@@ -407,3 +407,22 @@ async def insert_flips(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) ->
         return []
     statement = flips.insert().returning(flips.c.id, sort_by_parameter_order=True)
     return list((await conn.execute(statement, list(rows))).scalars())
+
+
+async def delete_old_monitor_history(conn: AsyncConnection, before: datetime, limit: int) -> int:
+    """Delete up to `limit` flips, then processed alerts, created before `before` (their
+    notifications go with them by cascade); returns how many rows were deleted."""
+    oldest_flips = select(flips.c.id).where(flips.c.created_at < before).limit(limit)
+    flip_ids = [row.id for row in await conn.execute(oldest_flips)]
+    if flip_ids:
+        await conn.execute(flips.delete().where(flips.c.id.in_(flip_ids)))
+        return len(flip_ids)
+    oldest_alerts = (
+        select(alerts.c.id)
+        .where(alerts.c.created_at < before, alerts.c.processed_at.is_not(None))
+        .limit(limit)
+    )
+    alert_ids = [row.id for row in await conn.execute(oldest_alerts)]
+    if alert_ids:
+        await conn.execute(alerts.delete().where(alerts.c.id.in_(alert_ids)))
+    return len(alert_ids)

@@ -57,8 +57,6 @@ class Worker:
         self.poll, self.drain_timeout, self.rng = poll, drain_timeout, rng
         self.tracing = tracing or Tracing()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
-        # run id → job id of attempts that are over, their outcomes not yet recorded
-        self._ended: dict[uuid.UUID, uuid.UUID] = {}
         self._done = asyncio.Event()
         self._finished: asyncio.Queue[tuple[Finished, asyncio.Future[Settlement | None]]] = (
             asyncio.Queue()
@@ -90,7 +88,6 @@ class Worker:
                 limit=min(free, CLAIM_BATCH),
                 lease=self.lease,
                 ahead=self.claim_ahead,
-                ended=self._ended,
             )
         except Exception:
             log.exception("claiming runs failed; retrying")
@@ -136,12 +133,8 @@ class Worker:
                 self.tracing.attempt_ended(outcome)
             recorded: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
             ended = self.ctx.clock.now()
-            self._ended[claimed.run.id] = claimed.run.job_id
             self._finished.put_nowait((Finished(claimed, outcome, started, ended), recorded))
-            try:
-                decision = await recorded
-            finally:
-                self._ended.pop(claimed.run.id, None)
+            decision = await recorded
             if decision is not None:
                 self.tracing.run_ended(claimed, decision, self.ctx.clock.now())
         except asyncio.CancelledError:

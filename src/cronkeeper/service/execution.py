@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -202,7 +202,6 @@ async def claim_runs(
     limit: int,
     lease: float,
     ahead: float = 0.0,
-    ended: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[ClaimedRun]:
     """Claim up to `limit` queued runs due within `ahead` seconds for this node and open
     their attempts (a run claimed ahead starts at its `not_before`: `ClaimedRun.starts_at`);
@@ -217,7 +216,6 @@ async def claim_runs(
             queues=queues,
             limit=limit,
             due_by=now + timedelta(seconds=ahead),
-            ended=ended,
         )
         specs = await job_store.specs_by_id(conn, list({run.job_id for run in claim.claimed}))
         events = [

@@ -8,7 +8,7 @@ the work instead of queueing behind each other's row locks.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -141,14 +141,11 @@ async def claim_runs(
     queues: Sequence[str],
     limit: int,
     due_by: datetime | None = None,
-    ended: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> Claim:
     """Move up to `limit` queued runs due by `due_by` (default: now) to `running` for this
     node, oldest slot first. A run claimed ahead of its `not_before` waits on the node and
     starts at its exact time; its `started_at` is that time until the attempt records
-    when it really started. `ended`: run id → job id of this node's runs whose attempt
-    has ended but is not recorded yet; they no longer keep their job busy when a due run
-    is judged against its overlap policy.
+    when it really started.
 
     A job at its `concurrency` keeps further runs queued (`overlap = queue`), or has them
     skipped (`skip`); `allow` ignores the limit. Race: two workers claiming one run —
@@ -181,9 +178,7 @@ async def claim_runs(
     for _ in range(_CLAIM_PASSES):
         query = candidates.where(runs.c.job_id.not_in(seen)) if seen else candidates
         rows = (await conn.execute(query)).all()
-        started, dropped, waited = await _within_concurrency(
-            conn, rows, limit - len(chosen), now, ended or {}
-        )
+        started, dropped, waited = await _within_concurrency(conn, rows, limit - len(chosen), now)
         chosen += started
         skipped += dropped
         # A page full of runs waiting behind their own job's limit would starve every
@@ -221,7 +216,6 @@ async def _within_concurrency(
     rows: Sequence[Any],
     limit: int,
     now: datetime,
-    ended: Mapping[uuid.UUID, uuid.UUID],
 ) -> tuple[list[uuid.UUID], list[uuid.UUID], bool]:
     """(runs to start, runs to skip, whether any run must wait) under each job's
     concurrency and overlap policy. A run not yet due is never skipped — the runs ahead
@@ -242,9 +236,6 @@ async def _within_concurrency(
             .group_by(runs.c.job_id)
         )
         running = {job_id: int(n) for job_id, n in (await conn.execute(query)).all()}
-        for job_id in ended.values():  # still `running` in the table, but over
-            if running.get(job_id, 0) > 0:
-                running[job_id] -= 1
     chosen: list[uuid.UUID] = []
     skipped: list[uuid.UUID] = []
     waited = False

@@ -193,3 +193,9 @@ def test_the_send_window_says_how_much_room_is_left() -> None:
     window.take("c", 1.0)
     assert window.available("c", 2.0) == 1
     assert window.available("c", 60.5) == 2  # the first send left the window
+
+
+def test_a_send_exactly_one_window_later_is_let_through_despite_float_rounding() -> None:
+    rule = SendWindow(limit=1, window=60.0)
+    assert rule.take("c", 61.0034319012815) == 0.0
+    assert rule.take("c", 4.0284319012815 + 116.975) == 0.0  # found by hypothesis

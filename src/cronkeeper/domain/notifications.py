@@ -282,6 +282,10 @@ def is_permanent_http_status(code: int) -> bool:
     return 400 <= code < 500 and code not in (408, 429)
 
 
+#: Float slack when a send leaves the window (now + wait must free the slot it waited for).
+_EPSILON = 1e-6
+
+
 @dataclass
 class SendWindow:
     """At most `limit` sends per key in any `window` seconds (a sliding log per key).
@@ -296,13 +300,13 @@ class SendWindow:
     def available(self, key: str, now: float) -> int:
         """How many sends `key` may make now."""
         times = self._sent.setdefault(key, [])
-        del times[: bisect.bisect_right(times, now - self.window)]
+        del times[: bisect.bisect_right(times, now - self.window + _EPSILON)]
         return max(0, self.limit - len(times))
 
     def take(self, key: str, now: float) -> float:
         """Record a send for `key` now and return 0, or return the seconds to wait."""
         times = self._sent.setdefault(key, [])
-        del times[: bisect.bisect_right(times, now - self.window)]
+        del times[: bisect.bisect_right(times, now - self.window + _EPSILON)]
         if len(times) >= self.limit:
             return times[-self.limit] + self.window - now
         times.append(now)

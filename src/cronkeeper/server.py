@@ -51,7 +51,9 @@ async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
     )
     if settings.app:
         importlib.import_module(settings.app)
-    ctx = await open_context(settings.db, base_url=settings.base_url, ssrf=policy)
+    ctx = await open_context(
+        settings.db, base_url=settings.base_url, ssrf=policy, outage_gap=settings.outage_gap
+    )
     try:
         first_key = await bootstrap(ctx)
         announce(_banner(settings, ctx.db.features.name, first_key))

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     api_key: str | None = None
     ping_key: str | None = Field(default=None, description="Project ping key for `exec`/monitor")
     ping_url: str | None = Field(default=None, description="A job's ping URL for `exec`/monitor")
+    outage_gap: float = Field(
+        default=30.0, gt=0, description="Seconds without a monitor tick that are our own outage"
+    )
 
     @property
     def base_url(self) -> str:

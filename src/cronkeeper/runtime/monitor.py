@@ -3,7 +3,7 @@
 Each pass checks every due job (`service.monitor.check`, in batches), then sleeps until
 the earliest deadline (at most `max_sleep`, so pokes from other processes are seen), or
 until a run finishes in this process. Every `tick_every` it records that a monitor is
-alive; a gap longer than `service.monitor.OUTAGE_GAP` since the last record (this
+alive; a gap longer than `ctx.outage_gap` (30 s) since the last record (this
 process was down, or its loop was stuck) is remembered as our own outage.
 """
 
@@ -30,8 +30,8 @@ class Monitor:
         tick_every: float | None = None,
     ) -> None:
         self.ctx, self.batch, self.max_sleep = ctx, batch, max_sleep
-        if tick_every is None:  # 5 s, or often enough for a shortened OUTAGE_GAP
-            tick_every = min(5.0, monitor.OUTAGE_GAP.total_seconds() / 6)
+        if tick_every is None:  # 5 s, or often enough for a shortened outage gap
+            tick_every = min(5.0, ctx.outage_gap / 6)
         self.tick_every = timedelta(seconds=tick_every)
         self.last_tick: datetime | None = None
         self.checked = 0

@@ -37,3 +37,4 @@ class Context:
     trigger_limits: TokenBuckets = field(default_factory=_trigger_limits)
     metrics: Metrics = field(default_factory=Metrics)
     ssrf: SsrfPolicy = field(default_factory=SsrfPolicy)  # where alert channels may connect
+    outage_gap: float = 30.0  # seconds without a monitor tick that are our own outage

@@ -13,7 +13,6 @@ marked `during_outage`, and never count or alert.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,9 +43,6 @@ from cronkeeper.store import runs as run_store
 from cronkeeper.store.engine import Connection
 from cronkeeper.store.monitor import MonitoredJob
 
-#: No monitor tick for this long means Cronkeeper (every monitor of it) was down or stuck.
-#: CRONKEEPER_OUTAGE_GAP (seconds) shortens it, so a test can kill a server for seconds.
-OUTAGE_GAP = timedelta(seconds=float(os.environ.get("CRONKEEPER_OUTAGE_GAP") or 30))
 #: How often a down job whose alert waits for its parent job to recover is looked at.
 HELD_RECHECK = timedelta(seconds=60)
 #: How many of our own outages are remembered (the newest).
@@ -58,14 +54,14 @@ TICK_KEY, OUTAGES_KEY = "monitor_tick", "monitor_outages"
 
 
 async def record_tick(ctx: Context) -> tuple[datetime, datetime] | None:
-    """Note that a monitor is alive now; if none was for longer than OUTAGE_GAP, record
+    """Note that a monitor is alive now; if none was for longer than `ctx.outage_gap`, record
     that gap as our own outage and return it."""
     now = ctx.clock.now()
     async with ctx.db.write() as conn:
         raw = await monitor_store.get_value(conn, TICK_KEY)
         last = datetime.fromisoformat(raw) if raw else None
         gap = None
-        if last is not None and now - last > OUTAGE_GAP:
+        if last is not None and now - last > timedelta(seconds=ctx.outage_gap):
             gap = (last, now)
             known = await monitor_store.get_json(conn, OUTAGES_KEY) or []
             known = [*known, [last.isoformat(), now.isoformat()]][-MAX_OUTAGES:]

@@ -16,6 +16,7 @@ async def open_context(
     clock: Clock | None = None,
     migrate: bool = True,
     ssrf: SsrfPolicy | None = None,
+    outage_gap: float = 30.0,
 ) -> Context:
     """A Context on `db_url`, with the schema brought to the newest version first."""
     db = create_database(db_url)
@@ -26,4 +27,6 @@ async def open_context(
             await db.dispose()
             raise
     ssrf = ssrf or SsrfPolicy()
-    return Context(db=db, clock=clock or SystemClock(), base_url=base_url, ssrf=ssrf)
+    return Context(
+        db=db, clock=clock or SystemClock(), base_url=base_url, ssrf=ssrf, outage_gap=outage_gap
+    )

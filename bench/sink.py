@@ -53,8 +53,10 @@ class Recorder:
     def _alert(self, now: float, body: bytes, path: str) -> None:
         try:
             data = json.loads(body)
-            job, run = data.get("job") or {}, data.get("run") or {}
-            self.alerts.append([now, job.get("slug"), data.get("event"), run.get("id"), path])
+            # a digest stands for many alerts: one entry per alert it carries
+            for alert in data.get("alerts") or [data] if data.get("event") == "digest" else [data]:
+                job, run = alert.get("job") or {}, alert.get("run") or {}
+                self.alerts.append([now, job.get("slug"), alert.get("event"), run.get("id"), path])
         except (ValueError, AttributeError):
             self.alerts.append([now, None, None, None, path])
 

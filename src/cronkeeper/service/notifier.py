@@ -263,24 +263,21 @@ async def deliver(
 async def deliver_group(
     ctx: Context, dispatcher: Dispatcher, window: SendWindow, items: list[ClaimedDelivery]
 ) -> list[str]:
-    """Deliver claimed notifications of ONE channel. What the channel's rate limit lets
-    through goes one by one; the rest — when at least one more message may go — goes as
-    one digest (a burst of 1,000 jobs down is one message, not 30 now and the rest over
-    half an hour). With no room at all, they wait for the window like single messages."""
+    """Deliver claimed notifications of ONE channel: one by one while the channel's rate
+    limit has room for them all; otherwise all of them as ONE digest (a burst of 1,000 jobs
+    down is a handful of messages, not 30 now and the rest over half an hour). With no
+    room at all they wait for the window like single messages."""
     channel = items[0].channel
     room = window.available(str(channel.id), ctx.clock.monotonic())
     if len(items) <= room or room == 0 or channel.disabled_reason is not None:
         return list(await asyncio.gather(*(deliver(ctx, dispatcher, window, i) for i in items)))
-    singles, rest = items[: room - 1], items[room - 1 :]
     window.take(str(channel.id), ctx.clock.monotonic())  # the digest's place
-    sending = asyncio.gather(*(deliver(ctx, dispatcher, window, item) for item in singles))
-    parts = [message_from_payload(item.notification.payload or {}) for item in rest]
+    parts = [message_from_payload(item.notification.payload or {}) for item in items]
     project = parts[0].project if parts else ""
     suffix = "" if project == "default" else f"?project={project}"
     message = digest(parts, f"{ctx.base_url}/{suffix}", ctx.clock.now())
     delivery = await dispatcher.send(channel.kind, channel.config, message)
-    recorded = await asyncio.gather(*(_record(ctx, item, delivery) for item in rest))
-    return [*await sending, *recorded]
+    return list(await asyncio.gather(*(_record(ctx, item, delivery) for item in items)))
 
 
 async def _record(

@@ -44,7 +44,6 @@ SCALES = {
     "small": {"jobs": 50, "period": 10, "grace": 3.0, "budget": 30.0},
 }
 TARGET_P99_MS = 2000.0
-PER_CHANNEL = 25  # jobs per channel: under the 30 messages/min/channel rate limit
 
 
 def main(args: Any = None) -> list[str]:

@@ -157,8 +157,8 @@ async def claim_runs(
     # not yet due is a candidate only while its job has nothing running (ix_runs_job_status):
     # runs waiting behind busy jobs would otherwise fill every page claimed ahead.
     busy = runs.alias("busy")
-    still_running = [busy.c.job_id == runs.c.job_id, busy.c.status == "running"]
-    idle_job = ~select(busy.c.id).where(*still_running).exists()
+    running = select(busy.c.id).where(busy.c.job_id == runs.c.job_id, busy.c.status == "running")
+    idle_job = ~running.exists()
     candidates = (
         select(runs.c.id, runs.c.job_id, runs.c.source, runs.c.not_before)
         .where(

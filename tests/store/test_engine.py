@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from cronkeeper.service.context import Context
+from cronkeeper.store import engine
 from cronkeeper.store import projects as project_store
 from cronkeeper.store.engine import Database, create_database, normalise_db_url
 from cronkeeper.store.migrate import upgrade
@@ -147,6 +148,38 @@ async def test_two_sqlite_databases_on_one_file_write_concurrently_without_lock_
 
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert len(await _project_slugs(sqlite_db)) == 40
+
+
+async def test_the_wal_is_copied_back_in_the_background_not_by_the_commits(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits leave the WAL alone (autocheckpoint far off); the checkpointer copies it
+    back into the database file after a write, so the file grows without any commit
+    having done it."""
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 3600.0)
+    db = create_database(sqlite_url)
+    path = Path(sqlite_url.removeprefix("sqlite:///"))
+    try:
+        async with db.read() as conn:
+            pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+        assert pages == engine.WAL_AUTOCHECKPOINT
+        size = path.stat().st_size
+        for number in range(1, 6):  # ~2,000 pages, none copied back: CHECKPOINT_EVERY
+            async with db.write() as conn:
+                for row in range(80):
+                    name = f"p{number}-{row}"
+                    await project_store.insert_project(conn, name, "x" * 4000, name, NOW)
+        assert path.stat().st_size == size  # all of it still in the WAL
+        monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
+        async with db.write() as conn:
+            await project_store.insert_project(conn, "last", "P", "k-last", NOW)
+        for _ in range(100):  # while the connections stay open (closing one copies too)
+            if path.stat().st_size > size + 1_000_000:
+                break
+            await asyncio.sleep(0.05)
+        assert path.stat().st_size > size + 1_000_000
+    finally:
+        await db.dispose()
 
 
 async def test_ping_answers_when_the_database_is_reachable(ctx: Context) -> None:

@@ -8,20 +8,33 @@ process take turns on an asyncio lock, so a transaction never fails half-way wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from cronkeeper.store.sqlite_driver import dbapi, end_read, transaction_on_thread
 from cronkeeper.store.writer import GroupWriter
+
+T = TypeVar("T")
 
 #: The connection type services pass to store functions (they never import sqlalchemy).
 Connection = AsyncConnection
+log = logging.getLogger("cronkeeper.store")
+#: SQLite: WAL pages after which a commit copies the WAL back itself (SQLite's default is
+#: 1,000). Large, because the server's checkpointer does that work off the write path;
+#: this is the backstop for processes without one and for a checkpointer kept waiting.
+WAL_AUTOCHECKPOINT = 10_000
+#: Seconds between the server's background checkpoints.
+CHECKPOINT_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,9 @@ class Features:
     name: str
     skip_locked: bool
     listen_notify: bool
+    #: SQLite through store/sqlite_driver.py: a whole write transaction can run as one
+    #: call on the connection's thread (`Database.write_on_thread`).
+    writes_on_thread: bool = False
 
 
 class Database:
@@ -40,17 +56,27 @@ class Database:
         self.engine = engine
         name = engine.dialect.name
         self.features = Features(
-            name=name, skip_locked=name == "postgresql", listen_notify=name == "postgresql"
+            name=name,
+            skip_locked=name == "postgresql",
+            listen_notify=name == "postgresql",
+            writes_on_thread=name == "sqlite" and engine.dialect.driver == "aiosqlite",
         )
         self._write_lock = asyncio.Lock() if name == "sqlite" else None
+        path = engine.url.database if name == "sqlite" else None
+        self._checkpointer = _Checkpointer(path) if path and path != ":memory:" else None
         #: Group commit for the hot write paths (pings): many writes, one transaction.
-        self.writer = GroupWriter(self.write)
+        self.writer = GroupWriter(
+            self.write, on_thread=self.write_on_thread if self.features.writes_on_thread else None
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only transaction (a consistent snapshot on both dialects)."""
+        """A read-only transaction (a consistent snapshot on both dialects). On SQLite its
+        end is queued, not waited for (sqlite_driver.end_read): one thread hop less per read."""
         async with self.engine.connect() as conn, conn.begin():
             yield conn
+            if self.features.writes_on_thread:
+                await end_read(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -63,6 +89,19 @@ class Database:
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             async with conn.begin():
                 yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+
+    async def write_on_thread(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite: `function(sqlite3_connection)` as one whole write transaction (BEGIN
+        IMMEDIATE … COMMIT) in one call on the connection's thread, under the same write
+        lock as `write`; rolled back if it raises (the group writer's thread forms)."""
+        assert self._write_lock is not None, "SQLite only"
+        async with self._write_lock, self.engine.connect() as conn:
+            result = await transaction_on_thread(conn, "BEGIN IMMEDIATE", function)
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+        return result
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
@@ -73,6 +112,8 @@ class Database:
         """Write what the group writer still holds, then close every connection."""
         await self.writer.close()
         await self.engine.dispose()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
 
 
 def normalise_db_url(url: str) -> str:
@@ -95,8 +136,6 @@ def create_database(url: str, *, echo: bool = False) -> Database:
     url = normalise_db_url(url)
     options: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite+aiosqlite"):
-        from cronkeeper.store.sqlite_driver import dbapi  # one thread hop per statement
-
         options.update(connect_args={"timeout": 30}, module=dbapi())
     elif url.startswith("sqlite"):
         options["connect_args"] = {"timeout": 30}
@@ -121,6 +160,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             "PRAGMA foreign_keys=ON",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA busy_timeout=30000",
+            f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}",
         ):
             cursor.execute(pragma)
         cursor.close()
@@ -129,3 +169,52 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+class _Checkpointer:
+    """Copies SQLite's write-ahead log back into the database file in a thread of its own,
+    at most once a CHECKPOINT_EVERY after a write, so that commits do not.
+
+    Why: with SQLite's default, the commit that grows the WAL past 1,000 pages copies it
+    back and syncs the file inside the write transaction, while every writer waits
+    (measured on the ping path: half of the commit time, and the p99). A PASSIVE
+    checkpoint on its own connection waits for nobody: it copies what no reader still
+    needs, and writers go on appending meanwhile.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._last = time.monotonic()
+        self._running: asyncio.Future[None] | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    def poke(self) -> None:
+        """After a write: start a checkpoint if none ran for CHECKPOINT_EVERY."""
+        now = time.monotonic()
+        if self._running is not None or now - self._last < CHECKPOINT_EVERY:
+            return
+        self._last = now
+        try:
+            running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        except RuntimeError:  # the loop is closing: its last commits stay in the WAL
+            return
+        running.add_done_callback(self._done)
+        self._running = running
+
+    def _checkpoint(self) -> None:
+        if self._connection is None:
+            self._connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+
+    def _done(self, running: asyncio.Future[None]) -> None:
+        self._running = None
+        if not running.cancelled() and running.exception() is not None:
+            log.warning("WAL checkpoint failed: %s", running.exception())
+
+    async def close(self) -> None:
+        running = self._running
+        if running is not None and running.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(running, return_exceptions=True)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

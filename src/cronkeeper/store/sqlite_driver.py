@@ -189,6 +189,19 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
             self._handle_exception(error)  # still open: the caller rolls back
         self._open = False
 
+    def end_later(self) -> None:
+        """End a read-only transaction without waiting for it: its ROLLBACK is queued on
+        the connection's thread, where it runs before anything the connection is asked
+        next (the queue is first in, first out), so no caller waits a hop for it. Only for
+        reads: a writer must not let the write lock go before its transaction ended."""
+        if self._waiting or not self._open:
+            return  # deferred work must run (or nothing is open): the usual way
+        if self._begin is not None:  # BEGIN alone, never sent: nothing to end
+            self._begin, self._open = None, False
+            return
+        self._connection._tx.put_nowait((None, self._connection._conn.rollback))
+        self._open = False
+
     def rollback(self) -> None:
         never_sent = self._begin is not None
         self._begin, self._waiting = None, []
@@ -227,6 +240,41 @@ async def run_on_thread(conn: AsyncConnection, function: Callable[..., T], *args
     return result
 
 
+async def transaction_on_thread(
+    conn: AsyncConnection, begin: str, function: Callable[..., T], *args: Any
+) -> T:
+    """A whole write transaction in one hop: `begin` (e.g. `BEGIN IMMEDIATE`), then
+    `function(sqlite3_connection, *args)`, then COMMIT — or ROLLBACK if it raised, and the
+    error raised here. `conn` must have no transaction open (none is, for SQLAlchemy)."""
+    adapted = _adapted(await conn.get_raw_connection())
+    assert not adapted._open, "transaction_on_thread opens its own transaction"
+    driver = adapted._connection
+    async with adapted._execute_mutex:
+        result: T = await driver._execute(
+            partial(_transaction, driver._conn, begin, function, args)
+        )
+    return result
+
+
+def _transaction(
+    connection: sqlite3.Connection, begin: str, function: Callable[..., T], args: Sequence[Any]
+) -> T:
+    connection.execute(begin).close()
+    try:
+        result = function(connection, *args)
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return result
+
+
+async def end_read(conn: AsyncConnection) -> None:
+    """End `conn`'s read-only transaction without a hop of its own (`end_later`); the
+    transaction's COMMIT that SQLAlchemy then sends finds nothing open and costs nothing."""
+    _adapted(await conn.get_raw_connection()).end_later()
+
+
 async def defer(conn: AsyncConnection, function: Callable[..., Any], *args: Any) -> None:
     """`function(sqlite3_connection, *args)` with the next hop of `conn`'s transaction (at
     the latest its COMMIT), no hop of its own. Its error fails that hop: a deferred
@@ -253,4 +301,12 @@ def dbapi() -> OneHopDbapi:
     return OneHopDbapi(aiosqlite, sqlite3)
 
 
-__all__: Sequence[str] = ("OneHopCursor", "dbapi", "defer", "execute_all", "run_on_thread")
+__all__: Sequence[str] = (
+    "OneHopCursor",
+    "dbapi",
+    "defer",
+    "end_read",
+    "execute_all",
+    "run_on_thread",
+    "transaction_on_thread",
+)

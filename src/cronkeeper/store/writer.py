@@ -13,6 +13,14 @@ must have written nothing for that item. If `apply` (or the commit) raises, noth
 the batch was written: each item is then retried alone in its own transaction, so only
 the item at fault fails.
 
+A batch function may also have a *thread form* (`thread_form`), a plain function of a
+`sqlite3` connection: on SQLite, when every batch function of a transaction has one, the
+whole transaction — BEGIN, their statements and decisions, COMMIT — is one call on the
+connection's thread (`Database.write_on_thread`) instead of SQLAlchemy statements that
+each cross to that thread and back. A thread form answers None when it cannot do its
+items there (it must have written nothing); the transaction is then rolled back and the
+batch written the ordinary way.
+
 The task is started by the first `submit` (the HTTP tests run the app without its
 lifespan) and stopped by `close`, which first writes whatever is queued.
 """
@@ -21,10 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,6 +45,27 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 #: Writes a batch of items on one connection; see the module docstring for the contract.
 BatchFunction = Callable[[AsyncConnection, list[Item]], Awaitable[Sequence[Result | Exception]]]
+#: The same on a `sqlite3` connection's own thread; None: "not here, take the usual way".
+ThreadForm = Callable[[sqlite3.Connection, list[Item]], Sequence[Result | Exception] | None]
+#: Runs a function of the `sqlite3` connection as one whole write transaction.
+OnThread = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+_thread_forms: dict[Any, Any] = {}
+
+
+def thread_form(
+    apply: BatchFunction[Item, Result],
+) -> Callable[[ThreadForm[Item, Result]], ThreadForm[Item, Result]]:
+    """Decorator: the function is `apply`'s thread form (module docstring)."""
+
+    def register(form: ThreadForm[Item, Result]) -> ThreadForm[Item, Result]:
+        _thread_forms[apply] = form
+        return form
+
+    return register
+
+
+class _NotOnThread(Exception):
+    """A thread form declined its items: roll back, write the batch the usual way."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +83,10 @@ class GroupWriter:
         self,
         begin_write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         max_batch: int = 500,
+        on_thread: OnThread | None = None,
     ) -> None:
         self._begin_write = begin_write
+        self._on_thread = on_thread
         self.max_batch = max_batch
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
@@ -69,11 +102,17 @@ class GroupWriter:
         Raises what `apply` reported for the item, or the error that rolled it back. A
         caller cancelled before its batch started is dropped, never written.
         """
+        return await self.enqueue(apply, item)
+
+    def enqueue(self, apply: BatchFunction[Item, Result], item: Item) -> asyncio.Future[Result]:
+        """`submit` without a coroutine, for callers that answer from a callback (the ping
+        fast path): the future resolves once the item's transaction committed; cancelling
+        it before its batch starts drops the item."""
         waiter: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(apply, item, waiter))
         self._ensure_started()
         self._wakeup.set()
-        return await waiter
+        return waiter
 
     async def close(self) -> None:
         """Write everything queued, then stop the task (a later `submit` starts it again)."""
@@ -134,6 +173,18 @@ class GroupWriter:
         for position, entry in enumerate(batch):
             groups.setdefault(entry.apply, []).append(position)
         results: list[Any] = [None] * len(batch)
+        forms = [_thread_forms.get(apply) for apply in groups]
+        if self._on_thread is not None and all(forms):
+            work = [
+                (form, [batch[p].item for p in ps], ps)
+                for form, ps in zip(forms, groups.values(), strict=True)
+            ]
+            try:
+                await self._on_thread(partial(_apply_on_thread, work, results))
+            except _NotOnThread:
+                pass  # rolled back: nothing of it was written
+            else:
+                return results
         async with self._begin_write() as conn:
             for apply, positions in groups.items():
                 answers = await apply(conn, [batch[p].item for p in positions])
@@ -151,3 +202,17 @@ def _answer(entry: _Pending, result: Any) -> None:
         entry.waiter.set_exception(result)
     else:
         entry.waiter.set_result(result)
+
+
+def _apply_on_thread(
+    work: list[tuple[Any, list[Any], list[int]]], results: list[Any], db: sqlite3.Connection
+) -> None:
+    """On the connection's thread, inside the transaction: every thread form's items."""
+    for form, items, positions in work:
+        answers = form(db, items)
+        if answers is None:
+            raise _NotOnThread
+        if len(answers) != len(positions):
+            raise RuntimeError(f"{form!r} answered {len(answers)} of {len(positions)}")
+        for position, answer in zip(positions, answers, strict=True):
+            results[position] = answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -18,6 +19,7 @@ import uvicorn
 
 from cronkeeper import __version__
 from cronkeeper.api.app import create_app
+from cronkeeper.api.ping_protocol import PingProtocol
 from cronkeeper.api.routes.pings import with_pings_first
 from cronkeeper.domain.outcomes import Executor
 from cronkeeper.domain.ssrf import SsrfPolicy
@@ -42,6 +44,27 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def run(settings: Settings, announce: Callable[[str], None]) -> None:
+    """`serve` until a signal, on the event loop `settings.event_loop` names: uvloop's by
+    default where it is installed (on Linux: the same ping ingest on asyncio's loop
+    answered ~20 % fewer pings per second of CPU), asyncio's otherwise."""
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings, announce))
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
@@ -88,6 +111,7 @@ async def _run_until_signal(
             port=settings.port,
             log_level="info",
             access_log=False,
+            http=PingProtocol.for_context(ctx),  # GET/HEAD pings skip ASGI: DESIGN §6
         )
         server = _Server(config)
 
@@ -99,6 +123,7 @@ async def _run_until_signal(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
+    _settle_heap()
     runtime = asyncio.create_task(supervisor.run())
     try:
         if server is not None:
@@ -112,6 +137,23 @@ async def _run_until_signal(
             loop.remove_signal_handler(signum)
         if provider is not None:
             provider.shutdown()  # flushes spans still batched
+
+
+#: Allocations between young-generation collections (CPython's default is 700). A busy
+#: server allocates thousands of short-lived objects per millisecond; at 700 the
+#: collector runs every few requests and now and then a full collection walks every
+#: object of the process, which shows up as p99 latency (measured: −18 % event-loop CPU
+#: per ping). Cycles are still collected, just in larger, rarer steps.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _settle_heap() -> None:
+    """After start-up: move what start-up built (modules, tables, app, caches) out of the
+    collector's sight, and collect young objects less often (GC_YOUNG_THRESHOLD)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _banner(settings: Settings, dialect: str, first_key: str | None) -> str:

@@ -12,6 +12,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["all", "api", "scheduler", "worker"]
+EventLoop = Literal["auto", "uvloop", "asyncio"]
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,9 @@ class Settings(BaseSettings):
     api_key: str | None = None
     ping_key: str | None = Field(default=None, description="Project ping key for `exec`/monitor")
     ping_url: str | None = Field(default=None, description="A job's ping URL for `exec`/monitor")
+    event_loop: EventLoop = Field(
+        default="auto", description="The server's event loop: uvloop when installed (auto)"
+    )
     outage_gap: float = Field(
         default=30.0, gt=0, description="Seconds without a monitor tick that are our own outage"
     )

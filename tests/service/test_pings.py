@@ -95,6 +95,33 @@ async def test_an_unknown_uuid_fails_alone_in_its_batch(
     assert isinstance(known, pings.PingResult) and known.finished == "succeeded"
 
 
+async def test_a_batch_mixing_a_create_a_start_and_a_stray_log_decides_each_as_alone(
+    ctx: Context, admin: Actor, ping_key: str
+) -> None:
+    """A create sends the batch the ordinary way on SQLite (its thread form declines); the
+    other pings come out the same, and the log line goes to the newest stored run."""
+    code = await heartbeat(ctx, admin, "backup")
+    done = await pings.record_ping(ctx, request(ctx, PingAction.SUCCESS, code))
+    assert done.run_id is not None
+    for creates in (False, True):
+        ping = Ping(PingAction.START, ctx.clock.now())
+        slug = pings.PingRequest(ping, ping_key=ping_key, slug="fresh", create=creates)
+        log = pings.PingRequest(
+            Ping(PingAction.LOG, ctx.clock.now(), body="a line"), ping_uuid=code
+        )
+        outcomes = await asyncio.gather(
+            pings.record_ping(ctx, slug), pings.record_ping(ctx, log), return_exceptions=True
+        )
+        if not creates:
+            assert isinstance(outcomes[0], NotFound)
+        else:
+            assert isinstance(outcomes[0], pings.PingResult) and outcomes[0].created_job
+        assert isinstance(outcomes[1], pings.PingResult) and outcomes[1].run_id == done.run_id
+    async with ctx.db.read() as conn:
+        events = await run_store.list_events(conn, done.run_id)
+    assert [(e.sequence_num, e.type) for e in events][-2:] == [(3, "log"), (4, "log")]
+
+
 # -- policies a ping applies: min_runtime, max_runtime, resume --------------------------
 
 

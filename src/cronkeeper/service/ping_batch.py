@@ -25,7 +25,6 @@ from cronkeeper.domain.pings import (
 )
 from cronkeeper.domain.states import EventType, RunSource, RunStatus
 from cronkeeper.store import pings as ping_store
-from cronkeeper.store.engine import Connection
 
 EventRow = tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]
 
@@ -45,10 +44,14 @@ _CLOSING = {name: position for position, name in enumerate(ping_store.CLOSING_CO
 
 class PingBatch:
     def __init__(
-        self, open_runs: dict[uuid.UUID, list[OpenRun]], last_events: dict[uuid.UUID, int]
+        self,
+        open_runs: dict[uuid.UUID, list[OpenRun]],
+        last_events: dict[uuid.UUID, int],
+        latest_runs: dict[uuid.UUID, tuple[uuid.UUID, int]],
     ) -> None:
         self.open = open_runs  # job id → its running heartbeat runs, kept current
         self.last_events = last_events  # stored run id → its last event number
+        self.latest = latest_runs  # job id → its newest stored run, last event (log pings)
         self.new_runs: dict[uuid.UUID, list[Any]] = {}  # run id → `runs` row (RUN_COLUMNS)
         self.closings: dict[uuid.UUID, list[Any]] = {}  # stored run id → CLOSING_COLUMNS + id
         self.attempts: list[tuple[Any, ...]] = []
@@ -57,15 +60,13 @@ class PingBatch:
         self.newest: dict[uuid.UUID, uuid.UUID] = {}  # job id → newest run of this batch
         self.deadlines: dict[uuid.UUID, datetime] = {}  # job id → look at it by then
 
-    async def add(
-        self, conn: Connection, job: PingedJob, ping: Ping
-    ) -> tuple[uuid.UUID | None, Closing | None]:
+    def add(self, job: PingedJob, ping: Ping) -> tuple[uuid.UUID | None, Closing | None]:
         """Decide one ping: (the run it touched, how it closed that run if it did)."""
         if ping.action is PingAction.START:
             return self._start(job, ping), None
         if ping.finishes:
             return self._finish(job, ping)
-        return await self._log(conn, job, ping), None
+        return self._log(job, ping), None
 
     def _start(self, job: PingedJob, ping: Ping) -> uuid.UUID:
         open_runs = self.open.setdefault(job.id, [])
@@ -117,15 +118,16 @@ class PingBatch:
         self.last_runs[job.id] = run_id
         return run_id, closing
 
-    async def _log(self, conn: Connection, job: PingedJob, ping: Ping) -> uuid.UUID | None:
+    def _log(self, job: PingedJob, ping: Ping) -> uuid.UUID | None:
         """A log line goes to the open run with the ping's rid, else to the job's newest
         run; a job that never ran has nowhere to keep it."""
         run = matching_run(self.open.get(job.id, []), ping.rid)
         run_id = run.id if run else self.newest.get(job.id)
         if run_id is None:
-            latest = await ping_store.latest_run(conn, job.id)
+            latest = self.latest.get(job.id)
             if latest is not None:
-                run_id, self.last_events[run_id] = latest
+                run_id, last_event = latest
+                self.last_events.setdefault(run_id, last_event)
         if run_id is not None:
             data = {"level": "info", **_client(ping)}
             message = ping.body or "log ping received (empty body)"

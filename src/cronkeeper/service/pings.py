@@ -14,7 +14,9 @@ are audited with the actor `ping`.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,6 +36,7 @@ from cronkeeper.store import jobs as job_store
 from cronkeeper.store import monitor as monitor_store
 from cronkeeper.store import pings as ping_store
 from cronkeeper.store.engine import Connection
+from cronkeeper.store.writer import thread_form
 
 #: The audit log's actor for changes a ping made (job created or resumed).
 PING_ACTOR = "ping"
@@ -67,13 +70,25 @@ async def record_ping(ctx: Context, request: PingRequest) -> PingResult:
     """Record one ping; returns after its transaction committed. NotFound for an unknown
     UUID, key or slug (or a job that is not a heartbeat); InvalidInput for a slug that
     `?create=1` cannot use; Conflict when that slug belongs to a non-heartbeat job."""
+    return settle_ping(ctx, await submit_ping(ctx, request))
+
+
+def submit_ping(ctx: Context, request: PingRequest) -> asyncio.Future[PingResult]:
+    """`record_ping` in two steps for a caller without a coroutine (the HTTP fast path,
+    api/ping_protocol.py): the ping queued for the group writer (or the error above
+    raised at once); once the future resolves, `settle_ping` its result."""
     if request.slug is not None and not is_valid_slug(request.slug):
         if request.create:
             raise InvalidInput(FieldError("slug", f"must be {SLUG_RULE}"))
         raise NotFound("job", request.slug[:64])
     if request.ping_key is not None and not _PING_KEY.match(request.ping_key):
         raise NotFound("ping key", "?")  # no project has it; NUL bytes would upset PostgreSQL
-    result: PingResult = await ctx.db.writer.submit(_write_pings, request)
+    return ctx.db.writer.enqueue(_write_pings, request)
+
+
+def settle_ping(ctx: Context, result: PingResult) -> PingResult:
+    """What follows a committed ping: the scheduler told of a created or resumed job, the
+    finished run counted in the metrics."""
     if result.created_job or result.resumed_job:
         ctx.wakeups.jobs_changed.set()
     if result.finished is not None:
@@ -91,24 +106,88 @@ async def _write_pings(
     conn: Connection, requests: list[PingRequest]
 ) -> list[PingResult | Exception]:
     """The group writer's batch function for pings (contract in store/writer.py)."""
-    targets = await _Targets.load(conn, requests)
-    batch = PingBatch(targets.found.open_runs, targets.found.last_events)
-    results: list[PingResult | Exception] = []
+    targets = _Targets(await ping_store.lock_targets(conn, *_names(requests)))
+    resolved: list[Resolved | CronkeeperError] = []
     for request in requests:
         try:
-            job, created, resumed = await targets.resolve(conn, request)
+            resolved.append(await targets.resolve(conn, request))
         except CronkeeperError as error:
-            results.append(error)
+            resolved.append(error)
+    latest = await ping_store.latest_runs(conn, _log_jobs(requests, resolved))
+    results, rows = _decide(requests, resolved, targets.found, latest)
+    await ping_store.write_batch(conn, rows)
+    return results
+
+
+@thread_form(_write_pings)
+def _write_pings_on_thread(
+    db: sqlite3.Connection, requests: list[PingRequest]
+) -> list[PingResult | Exception] | None:
+    """`_write_pings` in one call on SQLite's thread; None when a ping of the batch creates
+    or resumes its job (those take the ordinary path)."""
+    targets = _Targets(ping_store.sqlite_targets(db, *_names(requests)))
+    resolved: list[Resolved | CronkeeperError] = []
+    for request in requests:
+        try:
+            known = targets.known(request)
+        except CronkeeperError as error:
+            resolved.append(error)
             continue
-        run_id, closing = await batch.add(conn, job, request.ping)
+        if known is None:
+            return None
+        resolved.append(known)
+    latest = ping_store.sqlite_latest_runs(db, _log_jobs(requests, resolved))
+    results, rows = _decide(requests, resolved, targets.found, latest)
+    ping_store.sqlite_write_batch(db, rows)
+    return results
+
+
+#: A ping's job, and whether the ping created it or resumed it.
+Resolved = tuple[PingedJob, bool, bool]
+
+
+def _names(requests: list[PingRequest]) -> tuple[set[uuid.UUID], set[tuple[str, str]]]:
+    """The ping UUIDs and (ping key, slug) pairs a batch names."""
+    uuids = {r.ping_uuid for r in requests if r.ping_uuid is not None}
+    slugs = {
+        (r.ping_key, r.slug) for r in requests if r.ping_key is not None and r.slug is not None
+    }
+    return uuids, slugs
+
+
+def _log_jobs(
+    requests: list[PingRequest], resolved: list[Resolved | CronkeeperError]
+) -> set[uuid.UUID]:
+    """The jobs with a log ping in the batch (a log ping may go to the newest stored run)."""
+    return {
+        outcome[0].id
+        for request, outcome in zip(requests, resolved, strict=True)
+        if request.ping.action is PingAction.LOG and not isinstance(outcome, CronkeeperError)
+    }
+
+
+def _decide(
+    requests: list[PingRequest],
+    resolved: list[Resolved | CronkeeperError],
+    found: ping_store.Targets,
+    latest: dict[uuid.UUID, tuple[uuid.UUID, int]],
+) -> tuple[list[PingResult | Exception], ping_store.BatchRows]:
+    """Every ping of the batch in arrival order: its result, and the batch's rows."""
+    batch = PingBatch(found.open_runs, found.last_events, latest)
+    results: list[PingResult | Exception] = []
+    for request, outcome in zip(requests, resolved, strict=True):
+        if isinstance(outcome, CronkeeperError):
+            results.append(outcome)
+            continue
+        job, created, resumed = outcome
+        run_id, closing = batch.add(job, request.ping)
         if closing is None:
             results.append(PingResult(run_id, job, created, resumed))
         else:
             results.append(
                 PingResult(run_id, job, created, resumed, closing.status, closing.duration_ms)
             )
-    await ping_store.write_batch(conn, batch.rows())
-    return results
+    return results, batch.rows()
 
 
 class _Targets:
@@ -118,29 +197,43 @@ class _Targets:
         self.found = found
         self.by_uuid, self.projects, self.by_slug = found.by_uuid, found.projects, found.by_slug
 
-    @classmethod
-    async def load(cls, conn: Connection, requests: list[PingRequest]) -> _Targets:
-        uuids = {r.ping_uuid for r in requests if r.ping_uuid is not None}
-        slugs = {
-            (r.ping_key, r.slug) for r in requests if r.ping_key is not None and r.slug is not None
-        }
-        return cls(await ping_store.lock_targets(conn, uuids, slugs))
-
-    async def resolve(self, conn: Connection, request: PingRequest) -> tuple[PingedJob, bool, bool]:
+    async def resolve(self, conn: Connection, request: PingRequest) -> Resolved:
         """(job, created, resumed) for a ping; creates or resumes the job if it must."""
         job, created, resumed = self._find(request), False, False
-        if job is None and request.create and request.ping_key in self.projects:
+        if job is None and self._creates(request):
             job, created = await self._create(conn, request), True
+        self._check(request, job)
+        assert job is not None
+        if self._resumes(request, job):
+            job, resumed = await _resume(conn, job, request.ping), True
+            self._remember(request, job)  # later pings of this batch see it active
+        return job, created, resumed
+
+    def known(self, request: PingRequest) -> Resolved | None:
+        """`resolve` for a ping that neither creates nor resumes its job; None for one
+        that does."""
+        job = self._find(request)
+        if job is None and self._creates(request):
+            return None
+        self._check(request, job)
+        assert job is not None
+        return None if self._resumes(request, job) else (job, False, False)
+
+    def _creates(self, request: PingRequest) -> bool:
+        return request.create and request.ping_key in self.projects
+
+    def _check(self, request: PingRequest, job: PingedJob | None) -> None:
+        """NotFound or Conflict unless the ping names a heartbeat job."""
         if job is None:
             raise NotFound("job", request.slug or str(request.ping_uuid))
         if job.kind != _HEARTBEAT:
             if request.create:
                 raise Conflict(f"slug {job.slug!r} belongs to a {job.kind} job, not a heartbeat")
             raise NotFound("heartbeat job", job.slug)
-        if job.status == _PAUSED and request.ping.action is not PingAction.LOG:
-            job, resumed = await _resume(conn, job, request.ping), True
-            self._remember(request, job)  # later pings of this batch see it active
-        return job, created, resumed
+
+    @staticmethod
+    def _resumes(request: PingRequest, job: PingedJob) -> bool:
+        return job.status == _PAUSED and request.ping.action is not PingAction.LOG
 
     def _find(self, request: PingRequest) -> PingedJob | None:
         if request.ping_uuid is not None:

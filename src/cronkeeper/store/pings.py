@@ -18,6 +18,7 @@ was deleted, paused or changed is never served from it: its row reads differentl
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, func, or_, select, tuple_, update
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.pings import OpenRun, PingedJob
@@ -123,35 +125,62 @@ async def write_batch(conn: AsyncConnection, rows: BatchRows) -> None:
     Closings need no condition beyond `status = 'running'`: the batch has held these runs'
     locks (PostgreSQL) or the only write transaction (SQLite) since it read them.
     """
-    work = [
+    if conn.dialect.name == "sqlite":
+        await defer(conn, sqlite_write_batch, rows)  # with the COMMIT: one hop for both
+        return
+    for statement, batch in _work(rows):
+        await statement.execute(conn, batch)
+
+
+def sqlite_write_batch(db: sqlite3.Connection, rows: BatchRows) -> None:
+    """`write_batch` on the SQLite connection's thread, inside its transaction."""
+    execute_all(db, [statement.prepared(_SQLITE, list(r)) for statement, r in _work(rows) if r])
+
+
+def _work(rows: BatchRows) -> list[tuple[BulkStatement, list[tuple[Any, ...]]]]:
+    return [
         (_INSERT_RUNS, rows.runs),
         (_CLOSE_RUNS, rows.closings),
         (_INSERT_ATTEMPTS, rows.attempts),
         (_INSERT_EVENTS, rows.events),
-        (LAST_RUNS, rows.last_runs),
-        (_EARLIER_DEADLINES, rows.deadlines),
+        (LAST_RUNS, list(rows.last_runs)),
+        (_EARLIER_DEADLINES, list(rows.deadlines)),
     ]
-    if conn.dialect.name == "sqlite":
-        statements = [statement.prepared(conn.dialect, list(r)) for statement, r in work if r]
-        await defer(conn, execute_all, statements)  # with the COMMIT: one hop for both
-        return
-    for statement, batch in work:
-        await statement.execute(conn, batch)
 
 
-async def latest_run(conn: AsyncConnection, job_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
-    """(id, last event number) of the job's newest run of any status, or None (where a
-    stray log ping goes)."""
-    query = (
-        select(runs.c.id, _LAST_EVENT)
-        .where(runs.c.job_id == job_id)
-        .order_by(runs.c.created_at.desc(), runs.c.id.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(query)).first()
-    return None if row is None else (row.id, int(row.last_event or 0))
+async def latest_runs(
+    conn: AsyncConnection, job_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """Job id → (id, last event number) of its newest run of any status, for the jobs
+    that have a run (where a stray log ping goes)."""
+    found = {}
+    for job_id in job_ids:
+        query = (
+            select(runs.c.id, _LAST_EVENT)
+            .where(runs.c.job_id == job_id)
+            .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+            .limit(1)
+        )
+        row = (await conn.execute(query)).first()
+        if row is not None:
+            found[job_id] = (row.id, int(row.last_event or 0))
+    return found
 
 
+def sqlite_latest_runs(
+    db: sqlite3.Connection, job_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """`latest_runs` on the SQLite connection's thread."""
+    found = {}
+    for job_id in job_ids:
+        row = db.execute(_SQLITE_LATEST_RUN, (job_id.hex,)).fetchone()
+        if row is not None:
+            found[job_id] = (uuid.UUID(hex=row[0]), row[1] or 0)
+    return found
+
+
+#: The dialect the on-thread writers prepare their statements for.
+_SQLITE = SQLiteDialect_aiosqlite()
 _INSERT_RUNS = BulkStatement(runs.insert(), RUN_COLUMNS)
 _CLOSE_RUNS = BulkStatement(
     update(runs)
@@ -274,6 +303,10 @@ _SQLITE_BY_SLUG = (
     "WHERE (j.project_id, j.slug) IN "
     "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 )
+_SQLITE_LATEST_RUN = (
+    "SELECT r.id, (SELECT max(e.sequence_num) FROM events AS e WHERE e.run_id = r.id) "
+    "FROM runs AS r WHERE r.job_id = ? ORDER BY r.created_at DESC, r.id DESC LIMIT 1"
+)
 _SQLITE_PROJECTS = (
     "SELECT ping_key, id, slug FROM projects WHERE ping_key IN (SELECT value FROM json_each(?))"
 )
@@ -321,10 +354,17 @@ def _sqlite_job(row: Row) -> PingedJob:
 async def _sqlite_targets(
     conn: AsyncConnection, ping_uuids: Collection[uuid.UUID], slugs: Collection[tuple[str, str]]
 ) -> Targets:
+    return await run_on_thread(conn, sqlite_targets, ping_uuids, slugs)
+
+
+def sqlite_targets(
+    db: sqlite3.Connection,
+    ping_uuids: Collection[uuid.UUID],
+    slugs: Collection[tuple[str, str]],
+) -> Targets:
+    """`lock_targets` on the SQLite connection's thread, inside its write transaction."""
     asked = {ping_uuid.hex: ping_uuid for ping_uuid in ping_uuids}
-    by_uuid, projects, by_slug, open_runs = await run_on_thread(
-        conn, _sqlite_read, list(asked), list(slugs)
-    )
+    by_uuid, projects, by_slug, open_runs = _sqlite_read(db, list(asked), list(slugs))
     found = Targets()
     job_ids: dict[str, uuid.UUID] = {}
     for row in by_uuid:

@@ -22,6 +22,8 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -63,13 +65,14 @@ _BAD_REQUEST = {
 }
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DIGITS = re.compile(r"^[0-9]+$")
-_COMMON = [
+#: Headers of every answer (api/ping_protocol.py sends them too).
+COMMON_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"ping-body-limit", str(PING_BODY_LIMIT).encode()),
     (b"access-control-allow-origin", b"*"),
 ]
 _PREFLIGHT = [
-    *_COMMON[1:],
+    *COMMON_HEADERS[1:],
     (b"access-control-allow-methods", b"GET, HEAD, POST, OPTIONS"),
     (b"access-control-max-age", b"600"),
 ]
@@ -106,19 +109,11 @@ class PingApp:
             if request is None:
                 status, text = 404, "not found"
             else:
-                result = await ping_service.record_ping(self.ctx, request)
-                status, text = (201, "Created") if result.created_job else (200, "OK")
-        except NotFound:
-            status, text = 404, "not found"
-        except InvalidInput as error:
-            status, text = 400, _BAD_REQUEST.get(error.errors[0].field, error.detail)
-        except Conflict as error:
-            status, text = 409, str(error)
+                status, text = answer(await ping_service.record_ping(self.ctx, request))
         except _Incomplete:
             status, text = 400, "incomplete body"
-        except Exception:
-            log.exception("ping %s %s failed", method, scope["path"])
-            status, text = 500, "internal error"
+        except Exception as error:
+            status, text = answer(error, f"{method} {scope['path']}")
         await _answer(send, status, text, method)
 
     async def _request(
@@ -126,24 +121,64 @@ class PingApp:
     ) -> ping_service.PingRequest | None:
         """Validate the URL and query, read the body's tail, and stamp the ping's time;
         None for a path that is no ping URL."""
-        route = _route(rest)
-        if route is None:
+        target = read_url(rest, scope["query_string"])
+        if target is None:
             return None
-        first, slug, action, exit_text = route
-        exit_status = None
-        if exit_text is not None:
-            exit_status = parse_exit_status(exit_text)
-            action = action_for_exit_status(exit_status)
-        query = _query(scope["query_string"])
-        rid = query.get("rid")
-        rid = parse_rid(rid) if rid is not None else None
         body = body_text(await _body_tail(receive)) if _has_body(scope) else ""
-        ping = Ping(action, self.ctx.clock.now(), exit_status, rid, body, _client(scope))
-        if slug is None:
-            return ping_service.PingRequest(ping, ping_uuid=uuid.UUID(first))
+        return target.request(self.ctx.clock.now(), body, _client(scope))
+
+
+@dataclass(frozen=True)
+class PingTarget:
+    """What a ping URL says: the job (UUID, or ping key and slug), the action, the exit
+    status, the rid, whether to create the job."""
+
+    first: str  # the ping UUID, or the project's ping key when `slug` is given
+    slug: str | None
+    action: PingAction
+    exit_status: int | None
+    rid: str | None
+    create: bool
+
+    def request(self, at: datetime, body: str, client: dict[str, str]) -> ping_service.PingRequest:
+        ping = Ping(self.action, at, self.exit_status, self.rid, body, client)
+        if self.slug is None:
+            return ping_service.PingRequest(ping, ping_uuid=uuid.UUID(self.first))
         return ping_service.PingRequest(
-            ping, ping_key=first, slug=slug, create=query.get("create") == "1"
+            ping, ping_key=self.first, slug=self.slug, create=self.create
         )
+
+
+def read_url(rest: str, raw_query: bytes) -> PingTarget | None:
+    """The ping a path below `/ping` and its query string name; None for a path that is
+    no ping URL; InvalidInput for an exit status outside 0-255 or a rid that is no UUID."""
+    route = _route(rest)
+    if route is None:
+        return None
+    first, slug, action, exit_text = route
+    exit_status = None
+    if exit_text is not None:
+        exit_status = parse_exit_status(exit_text)
+        action = action_for_exit_status(exit_status)
+    query = _query(raw_query)
+    rid = query.get("rid")
+    rid = parse_rid(rid) if rid is not None else None
+    return PingTarget(first, slug, action, exit_status, rid, query.get("create") == "1")
+
+
+def answer(outcome: ping_service.PingResult | BaseException, where: str = "") -> tuple[int, str]:
+    """(HTTP status, text) for a ping's result or the error that refused it, in
+    Healthchecks' words; an unexpected error is logged and answered 500."""
+    if isinstance(outcome, ping_service.PingResult):
+        return (201, "Created") if outcome.created_job else (200, "OK")
+    if isinstance(outcome, NotFound):
+        return 404, "not found"
+    if isinstance(outcome, InvalidInput):
+        return 400, _BAD_REQUEST.get(outcome.errors[0].field, outcome.detail)
+    if isinstance(outcome, Conflict):
+        return 409, str(outcome)
+    log.error("ping %s failed", where, exc_info=outcome)
+    return 500, "internal error"
 
 
 def _route(rest: str) -> tuple[str, str | None, PingAction, str | None] | None:
@@ -185,15 +220,21 @@ def _query(raw: bytes) -> dict[str, str]:
 
 
 def _client(scope: Scope) -> dict[str, str]:
+    return client_info(scope["method"], scope.get("client"), scope["headers"])
+
+
+def client_info(
+    method: str, address: tuple[str, int] | None, headers: list[tuple[bytes, bytes]]
+) -> dict[str, str]:
+    """Who sent a ping, as its events keep it: method, remote address, user agent."""
     agent = ""
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"user-agent":
             agent = value.decode("latin-1")[:200].replace("\x00", "")
             break
-    client = scope.get("client")
     return {
-        "method": scope["method"],
-        "remote_addr": client[0] if client else "unknown",
+        "method": method,
+        "remote_addr": address[0] if address else "unknown",
         "user_agent": agent,
     }
 
@@ -224,7 +265,7 @@ async def _answer(
     send: Send, status: int, text: str, method: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     body = text.encode()
-    headers = [*_COMMON, (b"content-length", str(len(body)).encode()), *(extra or ())]
+    headers = [*COMMON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or ())]
     await _send(send, status, body, headers, head=method == "HEAD")
 
 

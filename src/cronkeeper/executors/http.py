@@ -7,6 +7,10 @@ rebinding between check and connect). IP-literal URLs never reach a resolver, so
 `execute` checks them itself; a socket factory re-checks every address actually
 dialled as a last line. Redirects are followed by hand so each hop passes the guard.
 
+Requests past a host's connection cap wait in `HostSlots` before they are built, so a
+burst of due runs starts at the cost of a queue entry each (see host_slots.py); what a
+target sends every run is shaped once per target (`TargetShapes`).
+
 The executor never writes rows and never retries: the worker does both.
 `asyncio.CancelledError` propagates; every response is released.
 """
@@ -20,6 +24,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -29,13 +34,14 @@ from cronkeeper.domain.failures import FailureReason
 from cronkeeper.domain.outcomes import PREVIEW_LIMIT, AttemptRequest, Outcome, preview_head
 from cronkeeper.domain.ssrf import SsrfPolicy
 from cronkeeper.domain.states import AttemptStatus
-from cronkeeper.executors.http_request import Hop, RedirectRefused, first_hop, next_hop
+from cronkeeper.executors.host_slots import HostSlots
+from cronkeeper.executors.http_request import Hop, RedirectRefused, TargetShapes, next_hop
 from cronkeeper.executors.ssrf_guard import (
     AddressRefused,
     DestinationBlocked,
     DestinationUnusable,
     GuardedSession,
-    vet_url,
+    VettedUrls,
 )
 
 #: Response headers kept on the attempt.
@@ -221,6 +227,8 @@ MAX_CONNECTIONS = 2000
 #: few hundred keep-alive connections instead of opening thousands (each open costs more
 #: than a request on an open one).
 MAX_PER_HOST = 256
+#: Seconds to get a connection (waiting for a free one included), within the attempt's.
+CONNECT_TIMEOUT = 10.0
 
 
 class HttpExecutor:
@@ -233,13 +241,15 @@ class HttpExecutor:
         user_agent: str,
         resolver: AbstractResolver | None = None,
         max_redirects: int = 5,
+        per_host: int = MAX_PER_HOST,
     ) -> None:
-        self._policy = policy
-        self._user_agent = user_agent
+        self._vetted = VettedUrls(policy)
+        self._shapes = TargetShapes(user_agent)
         self._max_redirects = max_redirects
         self._guarded = GuardedSession(
-            policy, resolver, limit=MAX_CONNECTIONS, limit_per_host=MAX_PER_HOST
+            policy, resolver, limit=MAX_CONNECTIONS, limit_per_host=per_host
         )
+        self._slots = HostSlots(per_host)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -263,12 +273,17 @@ class HttpExecutor:
     ) -> None:
         await self.close()
 
+    def prepare(self, target: dict[str, Any]) -> None:
+        """Shape `target`'s request ahead of its run (the worker calls this when it claims
+        a run ahead of its slot), so the start of the run does not have to."""
+        self._shapes.shape_of(target)
+
     async def execute(self, request: AttemptRequest) -> Outcome:
         """Send the attempt's request, following redirects; never raises but CancelledError."""
         if self._session is None:
             raise RuntimeError("HttpExecutor.start() was not awaited")
         started = time.monotonic()
-        hop = first_hop(request, self._user_agent)
+        hop = self._shapes.first_hop(request)
         for _ in range(self._max_redirects + 1):
             try:
                 result = await self._send(self._session, hop, started + request.timeout, started)
@@ -283,10 +298,31 @@ class HttpExecutor:
     async def _send(
         self, session: aiohttp.ClientSession, hop: Hop, deadline: float, started: float
     ) -> Outcome | Hop:
-        """One hop: vet, send, and return the final Outcome or the redirect's next Hop."""
-        vet_url(self._policy, hop.url)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        """One hop: vet, wait for a slot on its host, send, and return the final Outcome or
+        the redirect's next Hop. The slot wait counts toward the connect timeout."""
+        self._vetted.vet(hop.url)
+        now = time.monotonic()
+        if deadline <= now:
+            raise TimeoutError
+        connect_by = now + min(CONNECT_TIMEOUT, deadline - now)
+        host = HostSlots.key_of(hop.url)
+        await self._slots.take(host, connect_by - now)
+        try:
+            return await self._exchange(session, hop, deadline, connect_by, started)
+        finally:
+            self._slots.give_back(host)
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        hop: Hop,
+        deadline: float,
+        connect_by: float,
+        started: float,
+    ) -> Outcome | Hop:
+        """Send `hop` and read its response (connected by `connect_by`, done by `deadline`)."""
+        now = time.monotonic()
+        if connect_by <= now:  # aiohttp reads a timeout of 0 or less as none at all
             raise TimeoutError
         async with session.request(
             hop.method,
@@ -294,7 +330,7 @@ class HttpExecutor:
             headers=hop.headers,
             data=None if hop.body is None else hop.body.encode(),
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=remaining, connect=min(10.0, remaining)),
+            timeout=aiohttp.ClientTimeout(total=deadline - now, connect=connect_by - now),
         ) as response:
             following = next_hop(hop, response.status, response.headers.get("Location"))
             if following is not None:

@@ -3,7 +3,8 @@
 Three checkpoints, all applying `cronkeeper.domain.ssrf`:
 
 - `vet_url` before each request (and each redirect hop): scheme, host name deny list,
-  and IP-literal hosts, which aiohttp dials without asking any resolver.
+  and IP-literal hosts, which aiohttp dials without asking any resolver (`VettedUrls`
+  remembers the destinations that passed).
 - `GuardedResolver`, the connector's resolver: resolves a name once and refuses the whole
   host when any address is blocked; aiohttp then connects only to those vetted
   addresses, so a second, different DNS answer cannot slip in (no DNS rebinding).
@@ -123,6 +124,27 @@ def vet_url(policy: SsrfPolicy, url: URL) -> None:
         raise DestinationBlocked(reason, f"refused: host name {host} is on the deny list")
     if looks_like_ip(host) and (reason := address_verdict(policy, host)) is not None:
         raise DestinationBlocked(reason, blocked_address_message(host, host, reason))
+
+
+class VettedUrls:
+    """`vet_url` for one policy, remembering the destinations that passed: the verdict
+    on a (scheme, host) never changes, and hashing the policy for the cached checks
+    costs more than the rest of a repeated check. Refusals are not remembered."""
+
+    def __init__(self, policy: SsrfPolicy, size: int = 4096) -> None:
+        self._policy = policy
+        self._size = size
+        self._passed: set[tuple[str, str | None]] = set()
+
+    def vet(self, url: URL) -> None:
+        """Raise as `vet_url` does unless `url`'s destination passed before."""
+        destination = (url.scheme, url.raw_host)
+        if destination in self._passed:
+            return
+        vet_url(self._policy, url)
+        if len(self._passed) >= self._size:
+            self._passed.clear()
+        self._passed.add(destination)
 
 
 class GuardedSession:

@@ -1,11 +1,12 @@
 """The worker: claims queued runs, executes their attempts, records the outcomes.
 
 One loop claims while there is capacity, including runs due within `claim_ahead`
-seconds: the database work of claiming is done before the slot, and each claimed run
-waits in its own task to start at its exact time, then executes; finished attempts are
-recorded by one recorder task, many per transaction (group commit); one lease loop renews
-every lease of this node at once and cancels attempts whose run was cancelled (or reaped)
-meanwhile.
+seconds: the database work of claiming is done before the slot, and so is the executor's
+shaping of the request where it can (`Preparing`); each claimed run waits in its own task
+(runs due at one moment share one sleep) to start at its exact time, then executes;
+finished attempts are recorded by one recorder task, many per transaction (group
+commit); one lease loop renews every lease of this node at once and cancels attempts
+whose run was cancelled (or reaped) meanwhile.
 On stop: claim nothing more, let in-flight runs finish for up to `drain_timeout`, then
 release the rest back to the queue.
 """
@@ -18,6 +19,8 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from cronkeeper.domain.failures import FailureReason
 from cronkeeper.domain.outcomes import AttemptRequest, Executor, Outcome
@@ -33,6 +36,13 @@ log = logging.getLogger("cronkeeper.worker")
 RECORD_BATCH = 100
 CLAIM_BATCH = 250
 CLAIM_GAP = 0.05  # seconds between claims woken by ending runs (not by new runs)
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    """An executor that can work out a target's request ahead of the run (HttpExecutor)."""
+
+    def prepare(self, target: dict[str, Any]) -> None: ...
 
 
 class Worker:
@@ -57,7 +67,15 @@ class Worker:
         self.poll, self.drain_timeout, self.rng = poll, drain_timeout, rng
         self.tracing = tracing or Tracing()
         self.active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._preparers = {
+            kind: executor.prepare
+            for kind, executor in executors.items()
+            if isinstance(executor, Preparing)
+        }
         self._done = asyncio.Event()
+        # runs claimed ahead wait for their start moment, one sleeping waker per moment
+        self._starts: dict[datetime, asyncio.Event] = {}
+        self._wakers: set[asyncio.Task[None]] = set()
         self._finished: asyncio.Queue[tuple[Finished, asyncio.Future[Settlement | None]]] = (
             asyncio.Queue()
         )
@@ -72,6 +90,7 @@ class Worker:
                     await self._idle(stopping)
         finally:
             await self._drain()
+            helpers += self._wakers  # whoever waited for them has been drained
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -120,6 +139,7 @@ class Worker:
             await wait_for_any(self.ctx.clock, CLAIM_GAP, stopping, queued)
 
     async def _execute(self, claimed: ClaimedRun) -> None:
+        self._prepare(claimed)
         try:
             await self._until_start(claimed)
         except asyncio.CancelledError:  # cancelled, or released at shutdown, before starting
@@ -128,9 +148,9 @@ class Worker:
             return
         started = self.ctx.clock.now()
         try:
-            with self.tracing.attempt(claimed) as request:
-                outcome = await self._attempt(claimed, request)
-                self.tracing.attempt_ended(outcome)
+            with self.tracing.attempt(claimed) as attempt:
+                outcome = await self._attempt(claimed, attempt.request)
+                attempt.ended(outcome)
             recorded: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
             ended = self.ctx.clock.now()
             self._finished.put_nowait((Finished(claimed, outcome, started, ended), recorded))
@@ -145,13 +165,40 @@ class Worker:
             self.active.pop(claimed.run.id, None)
             self._done.set()
 
+    def _prepare(self, claimed: ClaimedRun) -> None:
+        """Let the executor work out the run's request now, while the run waits for its
+        slot: 10,000 runs due at once each start that much sooner."""
+        prepare = self._preparers.get(claimed.spec.kind.value)
+        if prepare is None or claimed.spec.target is None:
+            return
+        try:
+            prepare(claimed.spec.target)
+        except Exception:  # the attempt meets the same problem and reports it
+            log.exception("preparing run %s failed", claimed.run.id)
+
     async def _until_start(self, claimed: ClaimedRun) -> None:
-        """Wait for the start of a run claimed ahead of its time."""
+        """Wait for the start of a run claimed ahead of its time. Runs due at the same
+        moment share one sleep: 10,000 timers coming due at once would each hold up the
+        start of every run."""
         starts_at = claimed.starts_at
-        if starts_at is not None:
-            delay = (starts_at - self.ctx.clock.now()).total_seconds()
-            if delay > 0:
-                await self.ctx.clock.sleep(delay)
+        if starts_at is None:
+            return
+        delay = (starts_at - self.ctx.clock.now()).total_seconds()
+        if delay <= 0:
+            return
+        start = self._starts.get(starts_at)
+        if start is None:
+            start = self._starts[starts_at] = asyncio.Event()
+            waker = asyncio.create_task(self._wake(starts_at, delay, start))
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
+        await start.wait()
+
+    async def _wake(self, moment: datetime, delay: float, start: asyncio.Event) -> None:
+        """Start the runs due at `moment` after `delay` seconds."""
+        await self.ctx.clock.sleep(delay)
+        del self._starts[moment]
+        start.set()
 
     async def _attempt(self, claimed: ClaimedRun, request: AttemptRequest) -> Outcome:
         executor = self.executors.get(claimed.spec.kind.value)

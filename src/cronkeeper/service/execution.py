@@ -7,12 +7,15 @@ nothing else touches run state.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
+from cronkeeper.clock import Clock
 from cronkeeper.domain.failures import FailureReason
 from cronkeeper.domain.ids import uuid7
 from cronkeeper.domain.jobs import JobSpec
@@ -119,32 +122,72 @@ async def fire_due_slots(ctx: Context, limit: int = 2000, lookahead: timedelta =
     """Turn every slot due by now + `lookahead` into a queued run (at most once per slot)
     and move each job's next fire past it; late slots not replayed become `missed` runs
     (during our own outage), slots inside a `skip` maintenance window `skipped` runs.
-    Returns how many runs were queued."""
+    Returns how many runs were queued. On SQLite the whole transaction is one call on the
+    connection's thread."""
     now = ctx.clock.now()
     horizon = now + lookahead
-    async with ctx.db.write() as conn:
-        due = await claims.due_jobs(conn, horizon, limit)
-        if not due:
-            return 0
-        windows = await monitor_store.windows_of(conn, {job.project_id for job in due})
-        rows, moves = [], []
-        for job in due:
+    if claims.on_thread(ctx.db):
+        done = await ctx.db.write_on_thread(partial(_fire_on_thread, now, horizon, limit))
+    else:
+        async with ctx.db.write() as conn:
+            done = _SlotPass(await claims.due_jobs(conn, horizon, limit))
+            if done.due:
+                projects = {job.project_id for job in done.due}
+                done.plan(await monitor_store.windows_of(conn, projects), now, horizon)
+                await claims.advance_next_fires(conn, done.moves)
+                done.inserted = await claims.insert_slot_runs(conn, done.rows)
+                await run_store.insert_opening_events(conn, done.openings(now))
+    if not done.due:
+        return 0
+    oldest = min(job.next_fire_at for job in done.due)
+    ctx.metrics.scheduler_lag.set(max(0.0, (now - oldest).total_seconds()))
+    return sum(1 for row in done.rows if row["id"] in done.inserted and row["status"] == "queued")
+
+
+def _fire_on_thread(
+    now: datetime, horizon: datetime, limit: int, db: sqlite3.Connection
+) -> _SlotPass:
+    """`fire_due_slots`' transaction on SQLite's thread, inside `write_on_thread`'s."""
+    done = _SlotPass(claims.sqlite_due_jobs(db, horizon, limit))
+    if done.due:
+        projects = {job.project_id for job in done.due}
+        done.plan(claims.sqlite_windows_of(db, projects), now, horizon)
+        claims.sqlite_advance_next_fires(db, done.moves)
+        done.inserted = claims.sqlite_insert_slot_runs(db, done.rows)
+        run_store.sqlite_insert_opening_events(db, done.openings(now))
+    return done
+
+
+@dataclass
+class _SlotPass:
+    """One pass of the scheduler: the due jobs, the runs of their slots, each job's move
+    of its next fire (job id, from, to), and which runs were really inserted."""
+
+    due: list[DueJob]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    moves: list[tuple[uuid.UUID, datetime, datetime | None]] = field(default_factory=list)
+    inserted: set[uuid.UUID] = field(default_factory=set)
+
+    def plan(
+        self, windows: dict[uuid.UUID, list[MaintenanceWindow]], now: datetime, horizon: datetime
+    ) -> None:
+        """The runs and moves of every due job's slots up to `horizon`."""
+        for job in self.due:
             plan = plan_fires(job.spec, job.next_fire_at, now, horizon)
             skips = windows.get(job.project_id, [])
-            rows += [_slot_run(job, slot, now, skips) for slot in plan.fire]
-            rows += [_missed_run(job, slot, now) for slot in plan.missed]
-            moves.append((job.id, job.next_fire_at, plan.next_fire_at))
-        await claims.advance_next_fires(conn, moves)
-        inserted = await claims.insert_slot_runs(conn, rows)
-        opening = [(row["id"], *_opening(row, now)) for row in rows if row["id"] in inserted]
-        await run_store.insert_opening_events(conn, opening)
-    oldest = min(job.next_fire_at for job in due)
-    ctx.metrics.scheduler_lag.set(max(0.0, (now - oldest).total_seconds()))
-    return sum(1 for row in rows if row["id"] in inserted and row["status"] == "queued")
+            self.rows += [_slot_run(job, slot, now, skips) for slot in plan.fire]
+            self.rows += [_missed_run(job, slot, now) for slot in plan.missed]
+            self.moves.append((job.id, job.next_fire_at, plan.next_fire_at))
+
+    def openings(self, now: datetime) -> list[tuple[uuid.UUID, str, datetime, str]]:
+        """The first event of each run inserted."""
+        return [(row["id"], *_opening(row, now)) for row in self.rows if row["id"] in self.inserted]
 
 
 def _scheduled(job: DueJob, slot: datetime, now: datetime, status: RunStatus) -> dict[str, Any]:
-    return new_run_values(
+    """A slot run's columns; every slot run has the same keys, as the one INSERT of a pass
+    takes its columns from its first row (the others' extra keys would be dropped)."""
+    values = new_run_values(
         job.project_id,
         job.id,
         job.spec,
@@ -153,6 +196,8 @@ def _scheduled(job: DueJob, slot: datetime, now: datetime, status: RunStatus) ->
         scheduled_for=slot,
         status=status,
     )
+    values.update(failure_reason=None, during_outage=False, error=None)
+    return values
 
 
 def _slot_run(
@@ -205,33 +250,75 @@ async def claim_runs(
 ) -> list[ClaimedRun]:
     """Claim up to `limit` queued runs due within `ahead` seconds for this node and open
     their attempts (a run claimed ahead starts at its `not_before`: `ClaimedRun.starts_at`);
-    due runs that their job's overlap policy drops are recorded as skipped."""
+    due runs that their job's overlap policy drops are recorded as skipped.
+
+    On SQLite the whole transaction is one call on the connection's thread."""
+    asked = _ClaimRequest(node, queues, limit, lease, ahead)
+    if claims.on_thread(ctx.db):
+        return await ctx.db.write_on_thread(partial(_claim_on_thread, ctx.clock, asked))
     async with ctx.db.write() as conn:
         now = ctx.clock.now()  # after the write lock: started_at is when the run really starts
-        claim = await claims.claim_runs(
-            conn,
-            node=node,
-            now=now,
-            lease_until=now + timedelta(seconds=lease + ahead),
-            queues=queues,
-            limit=limit,
-            due_by=now + timedelta(seconds=ahead),
-        )
+        claim = await claims.claim_runs(conn, **asked.claim_arguments(now))
         specs = await job_store.specs_by_id(conn, list({run.job_id for run in claim.claimed}))
-        events = [
-            (run_id, EventType.LOG.value, now, SKIPPED_MESSAGE, None) for run_id in claim.skipped
-        ]
-        events += [
-            (
-                run.id,
-                EventType.ATTEMPT_STARTED.value,
-                max(now, run.not_before or now),
-                f"attempt {run.attempts} of {run.max_attempts} started on {node}",
-                None,
-            )
-            for run in claim.claimed
-        ]
-        await run_store.append_events_many(conn, events)
+        await run_store.append_events_many(conn, _claim_events(claim, now, node))
+    return _claimed(claim, specs, now)
+
+
+def _claim_on_thread(
+    clock: Clock, asked: _ClaimRequest, db: sqlite3.Connection
+) -> list[ClaimedRun]:
+    """`claim_runs`' transaction on SQLite's thread, inside `write_on_thread`'s transaction
+    (the clock is read after the write lock there too)."""
+    now = clock.now()
+    claim = claims.sqlite_claim_runs(db, **asked.claim_arguments(now))
+    specs = claims.sqlite_specs_by_id(db, list({run.job_id for run in claim.claimed}))
+    run_store.sqlite_append_events_many(db, _claim_events(claim, now, asked.node))
+    return _claimed(claim, specs, now)
+
+
+@dataclass(frozen=True)
+class _ClaimRequest:
+    """What `claim_runs` was asked for."""
+
+    node: str
+    queues: list[str]
+    limit: int
+    lease: float
+    ahead: float
+
+    def claim_arguments(self, now: datetime) -> dict[str, Any]:
+        """The store's claim arguments at `now`."""
+        return {
+            "node": self.node,
+            "now": now,
+            "lease_until": now + timedelta(seconds=self.lease + self.ahead),
+            "queues": self.queues,
+            "limit": self.limit,
+            "due_by": now + timedelta(seconds=self.ahead),
+        }
+
+
+def _claim_events(
+    claim: claims.Claim, now: datetime, node: str
+) -> list[tuple[uuid.UUID, str, datetime, str, None]]:
+    """The events of a claim: a log line per skipped run, attempt_started per claimed one."""
+    events = [(run_id, EventType.LOG.value, now, SKIPPED_MESSAGE, None) for run_id in claim.skipped]
+    events += [
+        (
+            run.id,
+            EventType.ATTEMPT_STARTED.value,
+            max(now, run.not_before or now),
+            f"attempt {run.attempts} of {run.max_attempts} started on {node}",
+            None,
+        )
+        for run in claim.claimed
+    ]
+    return events
+
+
+def _claimed(
+    claim: claims.Claim, specs: dict[uuid.UUID, tuple[JobSpec, str]], now: datetime
+) -> list[ClaimedRun]:
     return [
         ClaimedRun(run, *specs[run.job_id], claimed_at=now)
         for run in claim.claimed
@@ -293,11 +380,68 @@ async def record_outcomes(
 ) -> list[Settlement | None]:
     """Record attempts and move each run on (done, retry later, or failed), all in one
     transaction (group commit). A None in the result: that run was no longer ours
-    (cancelled or reaped meanwhile) and its outcome was dropped."""
-    decisions: list[Settlement | None] = []
-    attempts, events, last_runs, counted = [], [], [], []
-    async with ctx.db.write() as conn:
-        now = ctx.clock.now()
+    (cancelled or reaped meanwhile) and its outcome was dropped.
+
+    On SQLite the whole transaction is one call on the connection's thread
+    (`_record_on_thread`); elsewhere the same statements go one by one."""
+    if claims.on_thread(ctx.db):
+        recorded = await ctx.db.write_on_thread(
+            partial(_record_on_thread, ctx.clock, finished, node, random)
+        )
+    else:
+        async with ctx.db.write() as conn:
+            recording = _Recording.of(finished, ctx.clock.now(), random)
+            recorded = recording.rows(await claims.finish_runs(conn, node, recording.values))
+            await run_store.insert_attempts(conn, recorded.attempts)
+            await run_store.append_events_many(conn, recorded.events)
+            await claims.set_last_runs(conn, recorded.last_runs)
+    for claimed, status, run_values in recorded.counted:
+        count_finished_run(ctx, claimed.project, claimed.spec.slug, status, run_values)
+    if any(status is not RunStatus.SUCCEEDED for _, status, _ in recorded.counted):
+        ctx.wakeups.runs_finished.set()  # the monitor looks at failures at once
+    return recorded.decisions
+
+
+def _record_on_thread(
+    clock: Clock,
+    finished: list[Finished],
+    node: str | None,
+    random: Callable[[], float],
+    db: sqlite3.Connection,
+) -> _Recorded:
+    """`record_outcomes`' transaction on SQLite's thread, inside `write_on_thread`'s
+    transaction (the clock is read there too: after the write lock, as on the other path)."""
+    recording = _Recording.of(finished, clock.now(), random)
+    recorded = recording.rows(claims.sqlite_finish_runs(db, node, recording.values))
+    run_store.sqlite_insert_attempts(db, recorded.attempts)
+    run_store.sqlite_append_events_many(db, recorded.events)
+    claims.sqlite_set_last_runs(db, recorded.last_runs)
+    return recorded
+
+
+@dataclass
+class _Recorded:
+    """What recording a batch writes besides the runs, and what follows its commit."""
+
+    decisions: list[Settlement | None] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]] = field(
+        default_factory=list
+    )
+    last_runs: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    counted: list[tuple[ClaimedRun, RunStatus, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Recording:
+    """A batch of ended attempts, each settled, and the columns each sets on its run."""
+
+    now: datetime
+    planned: list[tuple[Finished, Settlement]]
+    values: dict[uuid.UUID, dict[str, Any]]
+
+    @classmethod
+    def of(cls, finished: list[Finished], now: datetime, random: Callable[[], float]) -> _Recording:
         planned = [
             (
                 item,
@@ -311,34 +455,32 @@ async def record_outcomes(
             )
             for item, decision in planned
         }
-        ours = await claims.finish_runs(conn, node, values)
-        for item, decision in planned:
+        return cls(now, planned, values)
+
+    def rows(self, ours: set[uuid.UUID]) -> _Recorded:
+        """The attempts, events and last runs of the runs still `ours` (the others' outcomes
+        are dropped: None among the decisions)."""
+        recorded = _Recorded()
+        for item, decision in self.planned:
             run = item.claimed.run
             if run.id not in ours:
-                decisions.append(None)
+                recorded.decisions.append(None)
                 continue
-            decisions.append(decision)
-            ended = item.ended(now)
-            attempts.append(_attempt_values(run, item.outcome, item.started_at, ended))
-            events += [
+            recorded.decisions.append(decision)
+            ended = item.ended(self.now)
+            recorded.attempts.append(_attempt_values(run, item.outcome, item.started_at, ended))
+            recorded.events += [
                 (run.id, EventType.LOG.value, line.at, line.message, {"level": line.level})
                 for line in item.outcome.logs
             ]
-            events += [
+            recorded.events += [
                 (run.id, kind.value, ended, message, data)
                 for kind, message, data in decision.events
             ]
             if decision.final:
-                last_runs.append((run.job_id, run.id))
-                counted.append((item.claimed, decision.status, values[run.id]))
-        await run_store.insert_attempts(conn, attempts)
-        await run_store.append_events_many(conn, events)
-        await claims.set_last_runs(conn, last_runs)
-    for claimed, status, run_values in counted:
-        count_finished_run(ctx, claimed.project, claimed.spec.slug, status, run_values)
-    if any(status is not RunStatus.SUCCEEDED for _, status, _ in counted):
-        ctx.wakeups.runs_finished.set()  # the monitor looks at failures at once
-    return decisions
+                recorded.last_runs.append((run.job_id, run.id))
+                recorded.counted.append((item.claimed, decision.status, self.values[run.id]))
+        return recorded
 
 
 def count_finished_run(
@@ -363,10 +505,9 @@ def _run_values(
     so a batch of them is one executemany). The first attempt records when the run really
     started (a run claimed ahead had its planned start until now)."""
     started_at = attempt_started if run.attempts <= 1 else run.started_at
-    run = replace(run, started_at=started_at)
     drift = None
-    if run.scheduled_for is not None and run.started_at is not None:
-        drift = int((run.started_at - run.scheduled_for).total_seconds() * 1000)
+    if run.scheduled_for is not None and started_at is not None:
+        drift = int((started_at - run.scheduled_for).total_seconds() * 1000)
     values: dict[str, Any] = {
         "started_at": started_at,
         "status": decision.status.value,
@@ -377,8 +518,7 @@ def _run_values(
         "lease_expires_at": None,
     }
     if decision.final:
-        started = run.started_at or now
-        duration = int((now - started).total_seconds() * 1000)
+        duration = int((now - (started_at or now)).total_seconds() * 1000)
         values.update(
             finished_at=now, duration_ms=duration, node=run.node, not_before=run.not_before
         )

@@ -22,6 +22,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Dialect, Uuid
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -30,6 +31,8 @@ from sqlalchemy.types import TypeEngine
 from cronkeeper.store.types import UTCDateTime
 
 Processor = Callable[[Any], Any] | None
+#: The dialect that statements run on SQLite's own thread are prepared for (`prepared`).
+SQLITE = SQLiteDialect_aiosqlite()
 
 
 def sqlite_uuid(value: Any) -> str | None:
@@ -66,6 +69,12 @@ def converter(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
         if isinstance(type_, Uuid) and type_.as_uuid:
             return sqlite_uuid
     return type_.dialect_impl(dialect).bind_processor(dialect)
+
+
+def reader(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """How a stored value of `type_` on `dialect` is read, as SQLAlchemy reads it (the type's
+    own result processor; None: as it is), for rows fetched on the driver itself."""
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
 class BulkStatement:

@@ -3,12 +3,19 @@
 Every state change is conditional (`WHERE status = :expected`) and callers check how
 many rows changed; PostgreSQL adds `FOR UPDATE SKIP LOCKED` so several processes split
 the work instead of queueing behind each other's row locks.
+
+The `sqlite_*` functions are the same statements as plain `sqlite3` calls on the SQLite
+connection's own thread, inside a transaction `Database.write_on_thread` holds (rows
+converted exactly as SQLAlchemy's column types store them: store/bulk.py).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,17 +25,27 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import DueJob, Run
-from cronkeeper.domain.monitor import POKE
+from cronkeeper.domain.monitor import POKE, MaintenanceWindow
 from cronkeeper.domain.scheduling import overlap_action
-from cronkeeper.store.bulk import BulkStatement
+from cronkeeper.store.bulk import SQLITE, BulkStatement, reader, sqlite_time
+from cronkeeper.store.engine import Database
 from cronkeeper.store.runs import run_from_row
 from cronkeeper.store.specs import SPEC_TEXT, spec_of
-from cronkeeper.store.tables import jobs, runs
+from cronkeeper.store.sqlite_driver import execute_all
+from cronkeeper.store.tables import jobs, maintenance_windows, runs
+from cronkeeper.store.types import sqlite_utc_time
 
 ACTIVE = ("queued", "running", "suspended")
 #: Candidate pages a claim looks through when runs waiting behind a busy job fill a page.
 _CLAIM_PASSES = 4
+
+
+def on_thread(db: Database) -> bool:
+    """Whether `db` can run a whole write transaction on SQLite's thread
+    (`Database.write_on_thread`, for the `sqlite_*` forms below)."""
+    return db.features.writes_on_thread
 
 
 def skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
@@ -51,6 +68,54 @@ async def due_jobs(conn: AsyncConnection, horizon: datetime, limit: int) -> list
     )
     rows = (await conn.execute(skip_locked(conn, query))).all()
     return [DueJob(r.id, r.project_id, spec_of(r.id, r.spec_text), r.next_fire_at) for r in rows]
+
+
+def sqlite_due_jobs(db: sqlite3.Connection, horizon: datetime, limit: int) -> list[DueJob]:
+    """`due_jobs` on the SQLite connection's thread, inside its write transaction."""
+    rows = db.execute(_SQLITE_DUE_JOBS, (sqlite_time(horizon), limit)).fetchall()
+    due = []
+    for job_hex, project_hex, text, next_fire_at in rows:
+        job_id = uuid.UUID(hex=job_hex)
+        at = sqlite_utc_time(next_fire_at)  # not NULL: compared above
+        assert at is not None
+        due.append(DueJob(job_id, uuid.UUID(hex=project_hex), spec_of(job_id, text), at))
+    return due
+
+
+_SQLITE_DUE_JOBS = (
+    "SELECT id, project_id, CAST(spec AS TEXT), next_fire_at FROM jobs "
+    "WHERE status = 'active' AND next_fire_at <= ? ORDER BY next_fire_at LIMIT ?"
+)
+
+
+def sqlite_windows_of(
+    db: sqlite3.Connection, project_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[MaintenanceWindow]]:
+    """`monitor.windows_of` on the SQLite connection's thread: the maintenance windows of
+    these projects, by name (read for the slot pass; each column read as SQLAlchemy does)."""
+    if not project_ids:
+        return {}
+    query = _SQLITE_WINDOWS.format(_marks(len(project_ids)))
+    found: dict[uuid.UUID, list[MaintenanceWindow]] = {}
+    for row in db.execute(query, [project_id.hex for project_id in project_ids]):
+        values = {
+            name: value if value is None or read is None else read(value)
+            for name, read, value in zip(_WINDOW_COLUMNS, _WINDOW_READERS, row, strict=True)
+        }
+        values.update(job_slugs=tuple(values["job_slugs"]), tags=tuple(values["tags"]))
+        window = MaintenanceWindow(
+            **{name: values[name] for name in MaintenanceWindow.__dataclass_fields__}
+        )
+        found.setdefault(window.project_id, []).append(window)
+    return found
+
+
+_WINDOW_COLUMNS = tuple(column.name for column in maintenance_windows.c)
+_WINDOW_READERS = tuple(reader(column.type, SQLITE) for column in maintenance_windows.c)
+_SQLITE_WINDOWS = (  # the table's own column names
+    f"SELECT {', '.join(_WINDOW_COLUMNS)} FROM maintenance_windows "  # noqa: S608
+    "WHERE project_id IN ({}) ORDER BY name"
+)
 
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:
@@ -79,6 +144,36 @@ async def insert_slot_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]
     return {row.id for row in result}
 
 
+def sqlite_insert_slot_runs(
+    db: sqlite3.Connection, rows: Sequence[dict[str, Any]]
+) -> set[uuid.UUID]:
+    """`insert_slot_runs` on the SQLite connection's thread, inside its write transaction
+    (the same race, the same constraint). Every row has the first row's keys. The runs
+    inserted are those whose (new) id is in the table afterwards: a slot that already had
+    a run kept that run, under another id."""
+    if not rows:
+        return set()
+    columns = tuple(rows[0])
+    values = [tuple(row[name] for name in columns) for row in rows]
+    execute_all(db, [_slot_runs_statement(columns).prepared(SQLITE, values)])
+    asked = {row["id"].hex: row["id"] for row in rows}
+    found = db.execute(_SQLITE_RUNS_FOUND, (json.dumps(list(asked)),)).fetchall()
+    return {asked[run_hex] for (run_hex,) in found}
+
+
+@functools.cache
+def _slot_runs_statement(columns: tuple[str, ...]) -> BulkStatement:
+    """`insert_slot_runs`' INSERT of `columns` (without RETURNING: rows go as one
+    executemany)."""
+    statement = sqlite_insert(runs).on_conflict_do_nothing(
+        index_elements=["job_id", "scheduled_for"]
+    )
+    return BulkStatement(statement, columns)
+
+
+_SQLITE_RUNS_FOUND = "SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(?))"
+
+
 async def advance_next_fires(
     conn: AsyncConnection, moves: Sequence[tuple[uuid.UUID, datetime, datetime | None]]
 ) -> None:
@@ -96,6 +191,21 @@ async def advance_next_fires(
     )
     params = [{"b_id": job_id, "b_expected": old, "b_new": new} for job_id, old, new in moves]
     await conn.execute(statement, params)
+
+
+def sqlite_advance_next_fires(
+    db: sqlite3.Connection, moves: Sequence[tuple[uuid.UUID, datetime, datetime | None]]
+) -> None:
+    """`advance_next_fires` on the SQLite connection's thread, inside its write transaction."""
+    execute_all(db, [_ADVANCE_NEXT_FIRES.prepared(SQLITE, moves)])
+
+
+_ADVANCE_NEXT_FIRES = BulkStatement(
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_id"), jobs.c.next_fire_at == bindparam("b_expected"))
+    .values(next_fire_at=bindparam("b_new")),
+    ["b_id", "b_expected", "b_new"],
+)
 
 
 async def discard_future_runs(conn: AsyncConnection, job_id: uuid.UUID, after: datetime) -> int:
@@ -236,23 +346,158 @@ async def _within_concurrency(
             .group_by(runs.c.job_id)
         )
         running = {job_id: int(n) for job_id, n in (await conn.execute(query)).all()}
-    chosen: list[uuid.UUID] = []
-    skipped: list[uuid.UUID] = []
+    return _admit(rows, policies, running, limit, now)
+
+
+def _admit(
+    rows: Sequence[Any],
+    policies: dict[Any, tuple[str, int]],
+    running: dict[Any, int],
+    limit: int,
+    now: Any,
+) -> tuple[list[Any], list[Any], bool]:
+    """`_within_concurrency`'s decision over candidate rows (id, job id, source,
+    not_before), given each job's (overlap, concurrency) and running count (updated).
+    Ids and times are compared as they come: objects, or SQLite's stored texts."""
+    chosen: list[Any] = []
+    skipped: list[Any] = []
     waited = False
-    for row in rows:
-        busy = running.get(row.job_id, 0)
-        overlap, concurrency = policies.get(row.job_id, ("skip", 1))
-        action = overlap_action(overlap, concurrency, busy, scheduled=row.source == "schedule")
-        if action == "skip" and row.not_before > now:
+    for run_id, job_id, source, not_before in rows:
+        busy = running.get(job_id, 0)
+        overlap, concurrency = policies.get(job_id, ("skip", 1))
+        action = overlap_action(overlap, concurrency, busy, scheduled=source == "schedule")
+        if action == "skip" and not_before > now:
             action = "wait"
         if action == "skip":
-            skipped.append(row.id)
+            skipped.append(run_id)
         elif action == "start" and len(chosen) < limit:
-            running[row.job_id] = busy + 1
-            chosen.append(row.id)
+            running[job_id] = busy + 1
+            chosen.append(run_id)
         elif action == "wait":
             waited = True
     return chosen, skipped, waited
+
+
+def sqlite_claim_runs(
+    db: sqlite3.Connection,
+    *,
+    node: str,
+    now: datetime,
+    lease_until: datetime,
+    queues: Sequence[str],
+    limit: int,
+    due_by: datetime | None = None,
+) -> Claim:
+    """`claim_runs` on the SQLite connection's thread, inside its write transaction (which
+    excludes every other writer: the runs read as queued are still queued when updated).
+    The same statements; ids and times stay SQLite's stored texts until the claimed runs
+    are read back."""
+    at = sqlite_time(now)
+    chosen: list[str] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for _ in range(_CLAIM_PASSES):
+        query = _sqlite_candidates(len(queues), len(seen))
+        values = (*queues, sqlite_time(due_by or now), at, *seen, limit * 2)
+        rows = db.execute(query, values).fetchall()
+        started, dropped, waited = _admit(
+            rows, *_sqlite_policies(db, rows), limit - len(chosen), at
+        )
+        chosen += started
+        skipped += dropped
+        if not waited or len(rows) < limit * 2 or len(chosen) >= limit:
+            break
+        seen |= {row[1] for row in rows}
+    if skipped:
+        db.execute(_SQLITE_SKIP.format(_marks(len(skipped))), (at, *skipped)).close()
+    skipped_ids = [uuid.UUID(hex=run_hex) for run_hex in skipped]
+    if not chosen:
+        return Claim([], skipped_ids)
+    start = _SQLITE_START.format(_marks(len(chosen)))
+    found = db.execute(start, (node, sqlite_time(lease_until), at, at, *chosen)).fetchall()
+    return Claim([_sqlite_run(row) for row in found], skipped_ids)
+
+
+def _sqlite_policies(
+    db: sqlite3.Connection, rows: Sequence[tuple[str, str, str, str]]
+) -> tuple[dict[str, tuple[str, int]], dict[str, int]]:
+    """By job id (text): the candidates' jobs' (overlap, concurrency), and how many runs
+    each has running."""
+    job_ids = list({row[1] for row in rows})
+    if not job_ids:
+        return {}, {}
+    marks = _marks(len(job_ids))
+    policies: dict[str, tuple[str, int]] = {}
+    for job_hex, text in db.execute(_SQLITE_SPECS.format(marks), job_ids):
+        spec = spec_of(uuid.UUID(hex=job_hex), text)
+        policies[job_hex] = (spec.overlap, spec.concurrency)
+    running: dict[str, int] = dict(db.execute(_SQLITE_RUNNING.format(marks), job_ids).fetchall())
+    return policies, running
+
+
+def sqlite_specs_by_id(
+    db: sqlite3.Connection, job_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[JobSpec, str]]:
+    """`jobs.specs_by_id` on the SQLite connection's thread: (spec, project slug) of each
+    job, for the runs just claimed."""
+    if not job_ids:
+        return {}
+    query = _SQLITE_SPECS_AND_SLUGS.format(_marks(len(job_ids)))
+    found = {}
+    for job_hex, text, slug in db.execute(query, [job_id.hex for job_id in job_ids]):
+        job_id = uuid.UUID(hex=job_hex)
+        found[job_id] = (spec_of(job_id, text), slug)
+    return found
+
+
+def _marks(count: int) -> str:
+    """`?, ?, …`: an IN list of `count` parameters (as SQLAlchemy expands one)."""
+    return ", ".join("?" * count)
+
+
+@functools.cache
+def _sqlite_candidates(queues: int, seen: int) -> str:
+    """`claim_runs`' candidates: the same statement (ix_runs_queued serves it, no sort)."""
+    past = f" AND r.job_id NOT IN ({_marks(seen)})" if seen else ""
+    # Only parameter marks are formatted in.
+    return (
+        "SELECT r.id, r.job_id, r.source, r.not_before FROM runs AS r "  # noqa: S608
+        f"WHERE r.status = 'queued' AND r.queue IN ({_marks(queues)}) AND r.not_before <= ? "
+        "AND (r.not_before <= ? OR NOT EXISTS (SELECT busy.id FROM runs AS busy "
+        f"WHERE busy.job_id = r.job_id AND busy.status = 'running')){past} "
+        "ORDER BY r.not_before, r.created_at LIMIT ?"
+    )
+
+
+_SQLITE_SPECS = "SELECT id, CAST(spec AS TEXT) FROM jobs WHERE id IN ({})"
+_SQLITE_SPECS_AND_SLUGS = (
+    "SELECT j.id, CAST(j.spec AS TEXT), p.slug FROM jobs AS j "
+    "JOIN projects AS p ON p.id = j.project_id WHERE j.id IN ({})"
+)
+_SQLITE_RUNNING = (
+    "SELECT job_id, count(*) FROM runs WHERE job_id IN ({}) AND status = 'running' GROUP BY job_id"
+)
+_SQLITE_SKIP = (
+    "UPDATE runs SET status = 'skipped', finished_at = ? WHERE id IN ({}) AND status = 'queued'"
+)
+_RUN_COLUMNS = tuple(column.name for column in runs.c)
+_SQLITE_START = (  # RETURNING the table's own column names
+    "UPDATE runs SET status = 'running', node = ?, lease_expires_at = ?, "  # noqa: S608
+    "started_at = coalesce(started_at, CASE WHEN (not_before > ?) THEN not_before ELSE ? END), "
+    "attempts = attempts + 1 WHERE id IN ({}) AND status = 'queued' "
+    f"RETURNING {', '.join(_RUN_COLUMNS)}"
+)
+#: How each `runs` column is read back, as SQLAlchemy reads it.
+_RUN_READERS = tuple(reader(column.type, SQLITE) for column in runs.c)
+
+
+def _sqlite_run(row: tuple[Any, ...]) -> Run:
+    """A Run from a whole `runs` row as SQLite returns it (`_RUN_COLUMNS` order)."""
+    values = {
+        name: value if value is None or read is None else read(value)
+        for name, read, value in zip(_RUN_COLUMNS, _RUN_READERS, row, strict=True)
+    }
+    return Run(**{name: values[name] for name in Run.__dataclass_fields__})
 
 
 async def renew_leases(
@@ -306,6 +551,43 @@ async def finish_runs(
         ]
         await conn.execute(statement, params)
     return ours
+
+
+def sqlite_finish_runs(
+    db: sqlite3.Connection, node: str | None, values: dict[uuid.UUID, dict[str, Any]]
+) -> set[uuid.UUID]:
+    """`finish_runs` on the SQLite connection's thread, inside its write transaction (the
+    same race: runs cancelled or reaped before it are not changed, nor in the result)."""
+    if not values:
+        return set()
+    asked = {run_id.hex: run_id for run_id in values}
+    if node is None:
+        found = db.execute(_SQLITE_STILL_RUNNING, (json.dumps(list(asked)),)).fetchall()
+    else:
+        found = db.execute(_SQLITE_STILL_OURS, (json.dumps(list(asked)), node)).fetchall()
+    ours = {asked[run_hex] for (run_hex,) in found}
+    if ours:
+        columns = tuple(next(iter(values.values())))
+        rows = [(*(values[run_id][name] for name in columns), run_id) for run_id in ours]
+        execute_all(db, [_finish_statement(columns).prepared(SQLITE, rows)])
+    return ours
+
+
+_SQLITE_STILL_RUNNING = (
+    "SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'"
+)
+_SQLITE_STILL_OURS = f"{_SQLITE_STILL_RUNNING} AND node = ?"
+
+
+@functools.cache
+def _finish_statement(columns: tuple[str, ...]) -> BulkStatement:
+    """`finish_runs`' UPDATE setting `columns`; rows are their values, then the run id."""
+    statement = (
+        update(runs)
+        .where(runs.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
+    return BulkStatement(statement, [*(f"b_{name}" for name in columns), "b_id"])
 
 
 async def release_run(conn: AsyncConnection, run_id: uuid.UUID, node: str) -> bool:
@@ -394,3 +676,10 @@ async def set_last_runs(
     (deadline POKE) where the run can change the job's monitor state: it did not
     succeed, or the job is not `up`. Successes of an `up` job cost the monitor nothing."""
     await LAST_RUNS.execute(conn, pairs)
+
+
+def sqlite_set_last_runs(
+    db: sqlite3.Connection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]]
+) -> None:
+    """`set_last_runs` on the SQLite connection's thread, inside its write transaction."""
+    execute_all(db, [LAST_RUNS.prepared(SQLITE, pairs)])

@@ -18,7 +18,13 @@ MAX_BODY = 1024 * 1024
 bearer = HTTPBearer(auto_error=False, description="An API key: `ck_<prefix>_<secret>`")
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
+    """The service context. Dependencies here are `async def`: FastAPI runs a plain `def`
+    dependency on a worker thread, a thread hop per dependency and request."""
+    return _context(request)
+
+
+def _context(request: Request) -> Context:
     context: Context = request.app.state.context
     return context
 
@@ -32,7 +38,7 @@ async def get_actor(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
     """The key behind `Authorization: Bearer …`; failed attempts are rate limited per IP."""
-    ctx = get_context(request)
+    ctx = _context(request)
     failures: TokenBuckets = request.app.state.auth_failures
     ip = client_ip(request)
     now = ctx.clock.monotonic()

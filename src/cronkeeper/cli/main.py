@@ -65,11 +65,11 @@ def serve(
     ] = None,
 ) -> None:
     """Start the server: API, dashboard and runtime; migrations run first."""
-    from cronkeeper.server import serve as serve_forever
+    from cronkeeper.server import run as serve_forever
 
     config = settings(db=db, host=host, port=port, role=role, app=app_module)
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve_forever(config, announce=lambda text: render.out.print(text, markup=False)))
+        serve_forever(config, announce=lambda text: render.out.print(text, markup=False))
 
 
 @app.command()

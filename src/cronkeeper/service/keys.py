@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from weakref import WeakKeyDictionary
 
 from cronkeeper.domain import keys as key_format
 from cronkeeper.domain.models import Actor, ApiKey
@@ -14,9 +15,17 @@ from cronkeeper.service.context import Context
 from cronkeeper.service.projects import DEFAULT_PROJECT, ensure_project
 from cronkeeper.store import keys as key_store
 from cronkeeper.store import projects as project_store
+from cronkeeper.store.engine import Database
 
 #: last_used_at is refreshed at most this often, so reads do not turn into writes.
 TOUCH_EVERY = timedelta(minutes=1)
+
+#: A key read from the ledger and found unrevoked is trusted this many seconds before it
+#: is read again, so most API requests authenticate without a read transaction. Revoking
+#: through this process forgets every trusted key at once; a key revoked by another
+#: process (`cronkeeper keys revoke` runs apart from the server) is refused here within
+#: this time. The dashboard re-checks its sessions' keys as often (web/auth.py).
+TRUST_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,8 @@ async def revoke_key(ctx: Context, actor: Actor, key_ref: str) -> ApiKey:
         if not await key_store.revoke_key(conn, key.id, ctx.clock.now()):
             raise Conflict(f"key {prefix} is already revoked", field="key")
         mutation.diff = {"revoked": [False, True], "name": [key.name, key.name]}
-        return key
+    _trusted(ctx).forget_all()  # committed: no request of this process may use it now
+    return key
 
 
 def _prefix_of(key_ref: str) -> str:
@@ -85,13 +95,16 @@ def _prefix_of(key_ref: str) -> str:
 
 
 async def authenticate(ctx: Context, presented: str, ip: str | None) -> Actor:
-    """The actor behind a presented key; Unauthenticated for malformed/unknown/revoked keys."""
+    """The actor behind a presented key; Unauthenticated for malformed/unknown/revoked keys.
+    A valid key is read from the ledger at most every TRUST_SECONDS (see there)."""
     parts = key_format.split_key(presented)
     if parts is None:
         raise Unauthenticated("malformed API key (expected ck_<prefix>_<secret>)")
     prefix, secret = parts
-    async with ctx.db.read() as conn:
-        key = await key_store.get_key_by_prefix(conn, prefix)
+    trusted = _trusted(ctx)
+    key = trusted.get(prefix, ctx.clock.monotonic())
+    if key is None:
+        key = await _read_key(ctx, trusted, prefix)
     if key is None or not key_format.secret_matches(secret, key.secret_hash):
         raise Unauthenticated("unknown API key")
     if key.revoked_at is not None:
@@ -100,7 +113,56 @@ async def authenticate(ctx: Context, presented: str, ip: str | None) -> Actor:
     if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
         async with ctx.db.write() as conn:
             await key_store.touch_key(conn, key.id, now)
+        trusted.touched(key, now)
     return Actor(name=key.name, role=key.role, project_slug=key.project_slug, ip=ip)
+
+
+@dataclass
+class _TrustedKeys:
+    """Unrevoked keys by prefix, each with when it was read. `generation` moves on with
+    every revocation here, so a read that began before one does not store what it saw."""
+
+    keys: dict[str, tuple[float, ApiKey]] = field(default_factory=dict)
+    generation: int = 0
+
+    def get(self, prefix: str, now: float) -> ApiKey | None:
+        found = self.keys.get(prefix)
+        return found[1] if found is not None and now - found[0] < TRUST_SECONDS else None
+
+    def store(self, key: ApiKey, read_at: float, generation: int) -> None:
+        if generation == self.generation and key.revoked_at is None:
+            self.keys[key.prefix] = (read_at, key)
+
+    def touched(self, key: ApiKey, now: datetime) -> None:
+        found = self.keys.get(key.prefix)
+        if found is not None and found[1].id == key.id:
+            self.keys[key.prefix] = (found[0], replace(found[1], last_used_at=now))
+
+    def forget_all(self) -> None:
+        self.generation += 1
+        self.keys.clear()
+
+
+#: Per database (tests run several in one process), gone with it.
+_trusted_by_database: WeakKeyDictionary[Database, _TrustedKeys] = WeakKeyDictionary()
+
+
+def _trusted(ctx: Context) -> _TrustedKeys:
+    trusted = _trusted_by_database.get(ctx.db)
+    if trusted is None:
+        trusted = _trusted_by_database[ctx.db] = _TrustedKeys()
+    return trusted
+
+
+async def _read_key(ctx: Context, trusted: _TrustedKeys, prefix: str) -> ApiKey | None:
+    """The key as the ledger has it now, trusted from here on if it is not revoked."""
+    read_at, generation = ctx.clock.monotonic(), trusted.generation
+    async with ctx.db.read() as conn:
+        key = await key_store.get_key_by_prefix(conn, prefix)
+    trusted.keys.pop(prefix, None)
+    if key is not None:
+        trusted.store(key, read_at, generation)
+    return key
 
 
 async def bootstrap(ctx: Context) -> str | None:

@@ -20,14 +20,20 @@ DEFAULT_PROJECT = "default"
 
 async def require_project(conn: Connection, actor: Actor, slug: str) -> Project:
     """The project, if it exists and the actor may act in it; NotFound / Forbidden if not."""
-    if not actor.may_act_in(slug):
-        raise Forbidden(f"this key belongs to project {actor.project_slug!r}, not {slug!r}")
-    if not is_valid_slug(slug):  # no such project can exist; NUL bytes would upset PostgreSQL
-        raise NotFound("project", slug)
+    require_access(actor, slug)
     project = await project_store.get_project(conn, slug)
     if project is None:
         raise NotFound("project", slug)
     return project
+
+
+def require_access(actor: Actor, slug: str) -> None:
+    """Forbidden if the actor may not act in the project; NotFound if no project can have
+    this slug. Checked before the project is read."""
+    if not actor.may_act_in(slug):
+        raise Forbidden(f"this key belongs to project {actor.project_slug!r}, not {slug!r}")
+    if not is_valid_slug(slug):  # no such project can exist; NUL bytes would upset PostgreSQL
+        raise NotFound("project", slug)
 
 
 async def ensure_project(conn: Connection, slug: str, now: datetime) -> Project:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel
 
 from cronkeeper.domain.failures import explain
 from cronkeeper.domain.models import Attempt, Event, Run
+from cronkeeper.store.runs import ListedRun
 
 
 class AttemptOut(BaseModel):
@@ -67,6 +69,63 @@ class EventOut(BaseModel):
 def run_out(run: Run, job_slug: str) -> RunOut:
     """The API view of a run."""
     return RunOut(**_run_fields(run, job_slug))
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass took 10x longer to build
+class RunListItem:
+    """A run as a list shows it: RunOut's fields in RunOut's order, so it serialises to
+    the very same JSON (tests/api/test_run_list_items.py), but built without validation —
+    every value comes typed from the ledger, and a page builds fifty per request."""
+
+    id: str
+    job: str
+    source: str
+    status: str
+    scheduled_for: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    drift_ms: int | None
+    attempts: int
+    max_attempts: int
+    failure_reason: str | None
+    failure_explanation: str | None
+    error: str | None
+    payload: Any
+    trace_id: str | None
+    replay_of: str | None
+    node: str | None
+    during_outage: bool
+    created_at: datetime
+
+
+def listed_run_out(run: ListedRun, job_slug: str) -> RunListItem:
+    """The API view of a run as a history page lists it."""
+    reason = run.failure_reason
+    return RunListItem(
+        str(run.id),
+        job_slug,
+        run.source,
+        run.status,
+        run.scheduled_for,
+        run.queued_at,
+        run.started_at,
+        run.finished_at,
+        run.duration_ms,
+        run.drift_ms,
+        run.attempts,
+        run.max_attempts,
+        reason,
+        explain(reason) if reason else None,
+        run.error,
+        run.payload,
+        run.trace_id,
+        str(run.replay_of) if run.replay_of else None,
+        run.node,
+        run.during_outage,
+        run.created_at,
+    )
 
 
 def _run_fields(run: Run, job_slug: str) -> dict[str, Any]:

@@ -14,12 +14,14 @@ from cronkeeper.service.audit import project_mutation
 from cronkeeper.service.context import Context
 from cronkeeper.service.execution import count_finished_run, new_run_values
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
-from cronkeeper.service.projects import require_project
+from cronkeeper.service.projects import require_access, require_project
 from cronkeeper.service.run_schemas import (
     EventOut,
     RunDetailOut,
+    RunListItem,
     RunOut,
     event_out,
+    listed_run_out,
     run_detail_out,
     run_out,
 )
@@ -27,6 +29,7 @@ from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store import runs as run_store
 from cronkeeper.store.engine import Connection
+from cronkeeper.store.runs import ListedRun
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class RunQuery:
 
 @dataclass(frozen=True)
 class RunPage:
-    items: list[RunOut]
+    items: list[RunListItem]
     next_cursor: str | None
 
 
@@ -67,40 +70,69 @@ async def list_runs(
     """A keyset page of runs of one job, or of the whole project."""
     after = _after(query)
     async with ctx.db.read() as conn:
-        project = await require_project(conn, actor, project_slug)
-        job_id = None
-        if job_slug is not None:
-            job_id = await _require_job_id(conn, project.id, job_slug)
-        where = run_store.RunFilter(
-            project.id,
-            job_id,
-            query.status,
-            query.source,
-            query.job,
-            query.since,
-            query.until,
-            query.sort,
-            query.order != "asc",
-            after,
-            query.limit + 1,
-        )
-        found = await run_store.list_runs(conn, where)
-        if job_slug is not None and job_id is not None:  # one job's runs: its slug is known
-            slugs = {job_id: job_slug}
+        if job_slug is not None and not query.job:
+            found = await _job_run_page(conn, actor, project_slug, job_slug, query, after)
         else:
-            slugs = await job_store.slugs_by_id(conn, list({run.job_id for run in found}))
+            project = await require_project(conn, actor, project_slug)
+            job_id = None if job_slug is None else await _require_job_id(conn, project.id, job_slug)
+            found = await run_store.list_run_page(conn, _filter(query, project.id, job_id, after))
+        slugs = {}  # one job's runs need no lookup: its slug is known
+        if job_slug is None:
+            job_ids = list({run.job_id for run in found if run.job_id is not None})
+            slugs = await job_store.slugs_by_id(conn, job_ids)
     page = found[: query.limit]
-    items = [run_out(run, slugs.get(run.job_id, "?")) for run in page]
-    cursor = None
-    if len(found) > query.limit:
-        last = page[-1]
-        key = (
-            last.created_at
-            if query.sort == "created_at"
-            else (last.scheduled_for or last.created_at)
-        )
-        cursor = encode_cursor({"at": key.isoformat(), "id": str(last.id)})
-    return RunPage(items, cursor)
+    items = [listed_run_out(run, job_slug or _slug(slugs, run.job_id)) for run in page]
+    return RunPage(items, _next_cursor(query, page) if len(found) > query.limit else None)
+
+
+def _slug(slugs: dict[uuid.UUID, str], job_id: uuid.UUID | None) -> str:
+    return slugs.get(job_id, "?") if job_id is not None else "?"
+
+
+async def _job_run_page(
+    conn: Connection,
+    actor: Actor,
+    project_slug: str,
+    job_slug: str,
+    query: RunQuery,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[ListedRun]:
+    """One job's page, the job looked up by its slugs in the page's own statement; only an
+    empty page reads the project and the job again, to tell which of them is missing."""
+    require_access(actor, project_slug)
+    job = run_store.JobRef(project_slug, job_slug)
+    found = await run_store.list_run_page(conn, _filter(query, None, job, after))
+    if not found:
+        project = await require_project(conn, actor, project_slug)
+        await _require_job_id(conn, project.id, job_slug)
+    return found
+
+
+def _filter(
+    query: RunQuery,
+    project_id: uuid.UUID | None,
+    job: uuid.UUID | run_store.JobRef | None,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> run_store.RunFilter:
+    return run_store.RunFilter(
+        project_id,
+        job,
+        query.status,
+        query.source,
+        query.job,
+        query.since,
+        query.until,
+        query.sort,
+        query.order != "asc",
+        after,
+        query.limit + 1,  # one more than asked: is there a next page?
+    )
+
+
+def _next_cursor(query: RunQuery, page: list[ListedRun]) -> str:
+    last = page[-1]
+    key = last.created_at if query.sort == "created_at" else (last.scheduled_for or last.created_at)
+    return encode_cursor({"at": key.isoformat(), "id": str(last.id)})
 
 
 async def _require_job_id(conn: Connection, project_id: uuid.UUID, slug: str) -> uuid.UUID:

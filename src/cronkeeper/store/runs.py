@@ -1,27 +1,56 @@
 """Runs, attempts and events: reads, keyset pages, and the plain inserts.
 
 The state changes that can race (claims, leases, finishing, cancelling) are in claims.py.
+The `sqlite_*` functions are inserts as plain `sqlite3` calls on the SQLite connection's
+own thread, inside a transaction `Database.write_on_thread` holds (store/bulk.py).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, RowMapping, delete, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    RowMapping,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    null,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.models import Attempt, Event, Run
-from cronkeeper.store.tables import attempts, events, jobs, runs
+from cronkeeper.store.bulk import SQLITE, BulkStatement
+from cronkeeper.store.sqlite_driver import execute_all
+from cronkeeper.store.tables import attempts, events, jobs, projects, runs
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job named by slugs, looked up inside the statement that reads its runs: a page
+    of one job's runs is then one round trip instead of three (project, job, runs)."""
+
+    project_slug: str
+    slug: str
 
 
 @dataclass(frozen=True)
 class RunFilter:
-    project_id: uuid.UUID
-    job_id: uuid.UUID | None = None
+    project_id: uuid.UUID | None  # None only with a JobRef
+    job_id: uuid.UUID | JobRef | None = None
     status: str | None = None
     source: str | None = None
     job_text: str | None = None  # case-insensitive substring of the job's slug or name
@@ -61,51 +90,154 @@ async def get_run(conn: AsyncConnection, run_id: uuid.UUID) -> Run | None:
     return run_from_row(row) if row else None
 
 
-def _sort_column(where: RunFilter) -> ColumnElement[datetime]:
-    return runs.c.ordered_at if where.sort == "scheduled_for" else runs.c.created_at
+class ListedRun(NamedTuple):
+    """A run as a history page shows it: only the columns the page needs (a page reads
+    no lease, queue or slot-order column and converts no value it will not show). A named
+    tuple: made 50 times per page, a frozen dataclass took 8x longer to build."""
+
+    id: uuid.UUID
+    job_id: uuid.UUID | None  # None on a page of a JobRef: every run is that job's
+    source: str
+    status: str
+    scheduled_for: datetime | None
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    drift_ms: int | None
+    attempts: int
+    max_attempts: int
+    failure_reason: str | None
+    error: str | None
+    payload: Any
+    trace_id: str | None
+    replay_of: uuid.UUID | None
+    node: str | None
+    during_outage: bool
+    created_at: datetime
+
+
+#: `ListedRun`'s columns, in its field order (rows become ListedRun positionally).
+_LISTED = tuple(runs.c[name] for name in ListedRun._fields)
 
 
 async def list_runs(conn: AsyncConnection, where: RunFilter) -> list[Run]:
-    """One page of runs in the requested order (index-backed keyset pagination)."""
-    column = _sort_column(where)
-    query = select(runs).where(*_conditions(where, column))
+    """One page of whole runs in the requested order (index-backed keyset pagination)."""
+    rows = await conn.execute(_page_statement(True, _Shape.of(where)), _values(where))
+    return [run_from_row(row) for row in rows.mappings()]
+
+
+async def list_run_page(conn: AsyncConnection, where: RunFilter) -> list[ListedRun]:
+    """One page of runs as lists show them, in the requested order (as `list_runs`)."""
+    rows = await conn.execute(_page_statement(False, _Shape.of(where)), _values(where))
+    return [ListedRun(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Which conditions a page's statement has. The statement is built once per shape,
+    with a bound parameter for every value (`_values`): building it anew for every
+    request cost more than SQLite spends on the page."""
+
+    job: str  # "ref" (a JobRef), "id" or "project" (the whole project's runs)
+    status: bool
+    source: bool
+    since: bool
+    until: bool
+    job_text: bool
+    sort: str
+    descending: bool
+    after: bool
+
+    @classmethod
+    def of(cls, where: RunFilter) -> _Shape:
+        job = where.job_id
+        assert where.project_id is not None or not where.job_text, "job text needs the project"
+        return cls(
+            "ref" if isinstance(job, JobRef) else "project" if job is None else "id",
+            bool(where.status),
+            bool(where.source),
+            bool(where.since),
+            bool(where.until),
+            bool(where.job_text),
+            where.sort,
+            where.descending,
+            where.after is not None,
+        )
+
+
+def _values(where: RunFilter) -> dict[str, Any]:
+    """The bound values of `where`'s page statement."""
+    values: dict[str, Any] = {"limit": where.limit, "project_id": where.project_id}
+    if isinstance(where.job_id, JobRef):
+        values.update(project_slug=where.job_id.project_slug, job_slug=where.job_id.slug)
+    else:
+        values["job_id"] = where.job_id
+    values.update(status=where.status, source=where.source, since=where.since)
+    values.update(until=where.until, pattern=f"%{(where.job_text or '').lower()}%")
     if where.after is not None:
+        values.update(after_at=where.after[0], after_id=where.after[1])
+    return values
+
+
+@functools.lru_cache(maxsize=256)
+def _page_statement(whole: bool, shape: _Shape) -> Select[Any]:
+    """The page's statement: all of `runs` (`whole`) or the listed columns."""
+    column = runs.c.ordered_at if shape.sort == "scheduled_for" else runs.c.created_at
+    if whole:
+        query = select(runs)
+    elif shape.job == "ref":  # the job is named: its id would be read and parsed 50 times
+        query = select(*(null().label("job_id") if c is runs.c.job_id else c for c in _LISTED))
+    else:
+        query = select(*_LISTED)
+    query = query.where(*_conditions(shape, column))
+    if shape.after:
         # A row-value comparison, so the (job_id | project_id, column, id) index serves
         # deep pages with a range scan instead of filtering every earlier row.
         position = tuple_(column, runs.c.id)
         after = tuple_(
-            literal(where.after[0], type_=column.type),
-            literal(where.after[1], type_=runs.c.id.type),
+            bindparam("after_at", type_=column.type), bindparam("after_id", type_=runs.c.id.type)
         )
-        query = query.where(position < after if where.descending else position > after)
-    order = (column.desc(), runs.c.id.desc()) if where.descending else (column, runs.c.id)
-    rows = (await conn.execute(query.order_by(*order).limit(where.limit))).mappings()
-    return [run_from_row(row) for row in rows]
+        query = query.where(position < after if shape.descending else position > after)
+    order = (column.desc(), runs.c.id.desc()) if shape.descending else (column, runs.c.id)
+    return query.order_by(*order).limit(bindparam("limit", type_=Integer))
 
 
-def _conditions(where: RunFilter, column: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
+def _conditions(shape: _Shape, column: ColumnElement[datetime]) -> list[ColumnElement[bool]]:
     # One job's runs are all in its project: filtering on both would steer SQLite to the
     # project index instead of the job's.
-    if where.job_id is not None:
-        conditions = [runs.c.job_id == where.job_id]
+    if shape.job == "ref":
+        conditions = [runs.c.job_id == _job_id_of_slugs()]
+    elif shape.job == "id":
+        conditions = [runs.c.job_id == bindparam("job_id", type_=runs.c.job_id.type)]
     else:
-        conditions = [runs.c.project_id == where.project_id]
-    if where.status:
-        conditions.append(runs.c.status == where.status)
-    if where.source:
-        conditions.append(runs.c.source == where.source)
-    if where.since:
-        conditions.append(column >= where.since)
-    if where.until:
-        conditions.append(column < where.until)
-    if where.job_text:
-        pattern = f"%{where.job_text.lower()}%"
+        conditions = [runs.c.project_id == bindparam("project_id", type_=runs.c.project_id.type)]
+    if shape.status:
+        conditions.append(runs.c.status == bindparam("status"))
+    if shape.source:
+        conditions.append(runs.c.source == bindparam("source"))
+    if shape.since:
+        conditions.append(column >= bindparam("since", type_=column.type))
+    if shape.until:
+        conditions.append(column < bindparam("until", type_=column.type))
+    if shape.job_text:
+        pattern = bindparam("pattern", type_=String)
         matching = select(jobs.c.id).where(
-            jobs.c.project_id == where.project_id,
+            jobs.c.project_id == bindparam("project_id", type_=runs.c.project_id.type),
             or_(func.lower(jobs.c.slug).like(pattern), func.lower(jobs.c.name).like(pattern)),
         )
         conditions.append(runs.c.job_id.in_(matching))
     return conditions
+
+
+def _job_id_of_slugs() -> ColumnElement[uuid.UUID]:
+    """The job's id as a scalar subquery (NULL, matching no run, when there is no such job)."""
+    return (
+        select(jobs.c.id)
+        .join(projects, projects.c.id == jobs.c.project_id)
+        .where(projects.c.slug == bindparam("project_slug"), jobs.c.slug == bindparam("job_slug"))
+        .scalar_subquery()
+    )
 
 
 async def list_attempts(conn: AsyncConnection, run_id: uuid.UUID) -> list[Attempt]:
@@ -142,20 +274,41 @@ async def append_events_many(
         .group_by(events.c.run_id)
     )
     last = {run_id: int(n) for run_id, n in (await conn.execute(query)).all()}
+    rows = [dict(zip(_EVENT_COLUMNS, row, strict=True)) for row in _numbered(entries, last)]
+    await conn.execute(events.insert(), rows)
+
+
+def sqlite_append_events_many(
+    db: sqlite3.Connection,
+    entries: Sequence[tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]],
+) -> None:
+    """`append_events_many` on the SQLite connection's thread, inside its write transaction."""
+    if not entries:
+        return
+    asked = {entry[0].hex: entry[0] for entry in entries}
+    found = db.execute(_SQLITE_LAST_EVENTS, (json.dumps(list(asked)),)).fetchall()
+    last = {asked[run_hex]: int(n) for run_hex, n in found}
+    execute_all(db, [_INSERT_EVENTS.prepared(SQLITE, _numbered(entries, last))])
+
+
+_EVENT_COLUMNS = ("run_id", "sequence_num", "type", "at", "message", "data")
+_INSERT_EVENTS = BulkStatement(events.insert(), _EVENT_COLUMNS)
+_SQLITE_LAST_EVENTS = (
+    "SELECT run_id, max(sequence_num) FROM events "
+    "WHERE run_id IN (SELECT value FROM json_each(?)) GROUP BY run_id"
+)
+
+
+def _numbered(
+    entries: Sequence[tuple[uuid.UUID, str, datetime, str | None, dict[str, Any] | None]],
+    last: dict[uuid.UUID, int],
+) -> list[tuple[Any, ...]]:
+    """The entries as `_EVENT_COLUMNS` rows, numbered on from each run's `last` (updated)."""
     rows = []
     for run_id, kind, at, message, data in entries:
         last[run_id] = last.get(run_id, 0) + 1
-        rows.append(
-            {
-                "run_id": run_id,
-                "sequence_num": last[run_id],
-                "type": kind,
-                "at": at,
-                "message": message,
-                "data": data,
-            }
-        )
-    await conn.execute(events.insert(), rows)
+        rows.append((run_id, last[run_id], kind, at, message, data))
+    return rows
 
 
 async def append_events(
@@ -177,6 +330,17 @@ async def insert_attempts(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
         await conn.execute(attempts.insert(), [{"id": uuid.uuid4(), **row} for row in rows])
 
 
+def sqlite_insert_attempts(db: sqlite3.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """`insert_attempts` on the SQLite connection's thread, inside its write transaction
+    (each row has every column but the id)."""
+    values = [(uuid.uuid4(), *(row[name] for name in _ATTEMPT_COLUMNS[1:])) for row in rows]
+    execute_all(db, [_INSERT_ATTEMPTS.prepared(SQLITE, values)])
+
+
+_ATTEMPT_COLUMNS = tuple(column.name for column in attempts.c)  # "id" first
+_INSERT_ATTEMPTS = BulkStatement(attempts.insert(), _ATTEMPT_COLUMNS)
+
+
 async def insert_opening_events(
     conn: AsyncConnection, entries: Sequence[tuple[uuid.UUID, str, datetime, str]]
 ) -> None:
@@ -187,6 +351,18 @@ async def insert_opening_events(
             for run_id, kind, at, message in entries
         ]
         await conn.execute(events.insert(), rows)
+
+
+def sqlite_insert_opening_events(
+    db: sqlite3.Connection, entries: Sequence[tuple[uuid.UUID, str, datetime, str]]
+) -> None:
+    """`insert_opening_events` on the SQLite connection's thread, inside its write
+    transaction."""
+    rows = [(run_id, 1, kind, at, message) for run_id, kind, at, message in entries]
+    execute_all(db, [_INSERT_OPENING_EVENTS.prepared(SQLITE, rows)])
+
+
+_INSERT_OPENING_EVENTS = BulkStatement(events.insert(), _EVENT_COLUMNS[:-1])  # no data
 
 
 async def queue_summary(conn: AsyncConnection) -> dict[str, tuple[int, datetime | None]]:

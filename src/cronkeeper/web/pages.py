@@ -21,7 +21,7 @@ from cronkeeper.service import queue as queue_service
 from cronkeeper.service import runs as run_service
 from cronkeeper.service.overview import Outcome
 from cronkeeper.service.pagination import decode_cursor, encode_cursor
-from cronkeeper.service.run_schemas import RunOut
+from cronkeeper.service.run_schemas import RunListItem, RunOut
 from cronkeeper.service.schemas import JobOut
 from cronkeeper.web.app import Web, get
 from cronkeeper.web.auth import Viewer
@@ -37,7 +37,7 @@ ACTIVE = {status.value for status in ACTIVE_RUN_STATES}
 MONITOR_STATES = ("new", "up", "late", "down", "paused")
 
 
-def is_active(run: RunOut) -> bool:
+def is_active(run: RunOut | RunListItem) -> bool:
     return run.status in ACTIVE
 
 
@@ -150,7 +150,7 @@ async def job_page(web: Web, request: Request, viewer: Viewer) -> Response:
     return render("job.html", values)
 
 
-def _newest_cursor(runs: list[RunOut]) -> str:
+def _newest_cursor(runs: list[RunListItem]) -> str:
     """The position just after the newest run shown: the watcher asks for runs after it."""
     if not runs:
         return ""

@@ -12,7 +12,7 @@ from cronkeeper.api.routes.common import problems, serialized
 from cronkeeper.api.schemas import Data, Page
 from cronkeeper.errors import FieldError, InvalidInput
 from cronkeeper.service import runs as run_service
-from cronkeeper.service.run_schemas import EventOut, RunDetailOut, RunOut
+from cronkeeper.service.run_schemas import EventOut, RunDetailOut, RunListItem, RunOut
 from cronkeeper.service.validation import load_body
 
 router = APIRouter(prefix="/api/v1/projects/{project}", tags=["runs"])
@@ -23,7 +23,7 @@ RunStatusQuery = Literal[
 SourceQuery = Literal["schedule", "manual", "replay", "api", "trigger", "heartbeat"]
 
 
-def _query(
+async def _query(  # async: a plain `def` dependency would run on a worker thread
     status: RunStatusQuery | None = None,
     source: SourceQuery | None = None,
     job: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
@@ -46,14 +46,25 @@ async def list_job_runs(
 ) -> Response:
     """A job's run history (newest first by default; keyset pages stable under inserts)."""
     page = await run_service.list_runs(ctx, actor, project, query, job_slug=slug)
-    return serialized(Data(data=Page(items=page.items, next_cursor=page.next_cursor)))
+    return _page_response(page)
 
 
 @router.get("/runs", responses=problems(404), response_model=Data[Page[RunOut]])
 async def list_runs(ctx: ContextDep, actor: ActorDep, project: str, query: QueryDep) -> Response:
     """Runs of every job of the project; `job` filters by slug or name substring."""
     page = await run_service.list_runs(ctx, actor, project, query)
-    return serialized(Data(data=Page(items=page.items, next_cursor=page.next_cursor)))
+    return _page_response(page)
+
+
+def _page_response(page: run_service.RunPage) -> Response:
+    """The page as `Data[Page[RunOut]]` JSON (the documented model), serialised once from
+    the items as they are: the envelope is constructed, not validated again."""
+    items = _ItemsPage.model_construct(items=page.items, next_cursor=page.next_cursor)
+    return serialized(_ItemsData.model_construct(data=items))
+
+
+_ItemsPage = Page[RunListItem]
+_ItemsData = Data[_ItemsPage]
 
 
 @router.get("/runs/{run_id}", responses=problems(404))

@@ -215,22 +215,10 @@ class Server:
         return [line for line in text.splitlines() if any(m in line for m in markers)]
 
 
-#: `cronkeeper` with uvloop's event loop policy installed first (BENCH_SERVER_LOOP=uvloop;
-#: needs `pip install uvloop`; not a project dependency — an experiment for the report).
-UVLOOP_SERVE = (
-    "import sys, uvloop; uvloop.install(); "
-    "from cronkeeper.cli.main import main; sys.argv[0] = 'cronkeeper'; main()"
-)
-
-
 def server_loop() -> str:
     """Which event loop the spawned server runs on, and any extra worker processes
     (printed with the figures)."""
-    loop = (
-        "uvloop (BENCH_SERVER_LOOP)"
-        if os.environ.get("BENCH_SERVER_LOOP") == "uvloop"
-        else "asyncio"
-    )
+    loop = os.environ.get("BENCH_SERVER_LOOP", "uvloop (the default)")
     extra = int(os.environ.get("BENCH_EXTRA_WORKERS", "0"))
     return loop + (
         f"; + {extra} `serve --role worker` process(es) (BENCH_EXTRA_WORKERS)" if extra else ""
@@ -252,8 +240,8 @@ def server_process(
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     executable = VENV_BIN / "cronkeeper"
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "cronkeeper"]
-    if os.environ.get("BENCH_SERVER_LOOP") == "uvloop":  # experiment: same CLI on uvloop
-        command = [sys.executable, "-c", UVLOOP_SERVE]
+    if "BENCH_SERVER_LOOP" in os.environ:  # experiment: `asyncio` to compare
+        env["CRONKEEPER_EVENT_LOOP"] = os.environ["BENCH_SERVER_LOOP"]
     if prefix is not None:
         command = [*prefix, "cronkeeper"]
     log_path = Path(folder) / f"serve-{port}.log"

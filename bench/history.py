@@ -6,7 +6,10 @@ Seeds a ledger with the big job's runs (one every 2 s, so all within the default
 
 - over real HTTP against `cronkeeper serve` with a keep-alive httpx.Client;
 - in-process through httpx.ASGITransport (the same app, no sockets);
-- the service call alone (`service.runs.list_runs`: SQL + RunOut building).
+- the service call alone (`service.runs.list_runs`: SQL + building the page's items).
+
+Over HTTP it also gives the server's CPU time per request (all its threads, divided by
+the requests sent): less noisy than latency on a shared machine, to compare revisions.
 
 Request mixes: the default first page; pages deep in the history via `cursor`; the
 `status=failed` filter (first page and deep); `sort=scheduled_for`.
@@ -62,7 +65,9 @@ def main(args: Any = None) -> list[str]:
             if profile:
                 harness.start_profile(server, prof_path, duration=30, rate=250)
             load = harness.LoadMeter(*server.pids).start()
+            cpu_before = harness.cpu_seconds(server.pid) or 0.0
             http = _time_http(server.url, key, mixes, n, cap)
+            cpu_http = (harness.cpu_seconds(server.pid) or 0.0) - cpu_before
             noise_http = load.note()
             errors = server.errors_logged()
             if profile:
@@ -71,6 +76,10 @@ def main(args: Any = None) -> list[str]:
         asgi, service = asyncio.run(_time_in_process(db, key, mixes, n, cap))
         noise_local = load.note()
         lines += _report(mixes, http, asgi, service, n)
+        sent = sum(len(samples) + _warmup(n) for samples in http.values())
+        lines.append(
+            f"  server CPU per HTTP request: {cpu_http / sent * 1e6:,.0f} µs ({sent} requests)"
+        )
         lines.append(f"  noise: over HTTP: {noise_http}; in-process: {noise_local}")
         if errors:
             lines.append(f"  server log: {len(errors)} error lines, first: {errors[0][:200]}")

@@ -96,6 +96,7 @@ def main(args: Any = None) -> list[str]:
     profile = getattr(args, "profile", False)
     lines = [f"load average before: {_loadavg()}"]
     dialects = os.environ.get("BENCH_PINGS_DBS", "sqlite,postgresql").split(",")
+    lines += _ceiling(scale)
     if "sqlite" in dialects:
         with harness.workdir("pings") as folder:
             lines += _scenario("sqlite", f"sqlite:///{folder}/pings.db", folder, scale, profile)
@@ -276,6 +277,73 @@ def _report(
     if prefix is not None:
         lines += _profile_summary(folder)
     return lines
+
+
+# ---------------------------------------------------------------- this machine's ceiling
+
+#: DESIGN §6's ceiling for the same load "on this kind of machine" (bare Starlette route).
+REFERENCE_BARE = 21_800
+BARE_APP = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+
+async def ok(request):
+    return PlainTextResponse("OK")
+
+
+app = Starlette(routes=[Route("/ping/{rest:path}", ok)])
+"""
+
+
+def _ceiling(scale: dict[str, int]) -> list[str]:
+    """What this machine gives a bare Starlette route on uvicorn (httptools, uvloop) under
+    the same wrk load, now: the figure DESIGN §6 puts at 21,800 req/s, so that the ping
+    figures below can be read against the machine they ran on."""
+    with harness.workdir("pings-bare") as folder:
+        Path(folder, "bare_app.py").write_text(BARE_APP)
+        port = harness.free_port()
+        command = [
+            str(harness.VENV_BIN / "uvicorn"),
+            "bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        server = subprocess.Popen(command, cwd=folder)
+        try:
+            if harness.wait_http(f"http://127.0.0.1:{port}/ping/x", timeout=30) is None:
+                return ["bare Starlette ceiling: the server did not start"]
+            seconds = min(10, scale["seconds"])
+            done = subprocess.run(
+                [
+                    WRK,
+                    f"-t{scale['threads']}",
+                    f"-c{scale['connections']}",
+                    f"-d{seconds}s",
+                    "--latency",
+                    f"http://127.0.0.1:{port}/ping/x",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    rate = next(
+        (float(line.split()[-1]) for line in done.stdout.splitlines() if "Requests/sec" in line),
+        0.0,
+    )
+    return [
+        f"ceiling here now: a bare Starlette route on uvicorn answers {rate:,.0f} req/s under "
+        f"the same wrk load (DESIGN §6 reference: {REFERENCE_BARE:,}; this machine is "
+        f"{rate / REFERENCE_BARE:.0%} of it)"
+    ]
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.jobs import JobSpec
@@ -370,12 +372,18 @@ async def get_value(conn: AsyncConnection, key: str) -> str | None:
 
 
 async def set_value(conn: AsyncConnection, key: str, value: str, now: datetime) -> None:
-    """Insert or replace a shared value."""
-    changed = await conn.execute(
-        update(system_values).where(system_values.c.key == key).values(value=value, updated_at=now)
+    """Insert or replace a shared value.
+
+    Race: two processes storing the same key for the first time (two monitors ticking on
+    PostgreSQL) — one statement with ON CONFLICT lets both through; the later write wins."""
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(system_values).values(key=key, value=value, updated_at=now)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[system_values.c.key],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
     )
-    if changed.rowcount == 0:
-        await conn.execute(system_values.insert().values(key=key, value=value, updated_at=now))
 
 
 async def get_json(conn: AsyncConnection, key: str) -> Any:

@@ -151,7 +151,7 @@ def _fire_on_thread(
     done = _SlotPass(claims.sqlite_due_jobs(db, horizon, limit))
     if done.due:
         projects = {job.project_id for job in done.due}
-        done.plan(claims.sqlite_windows_of(db, projects), now, horizon)
+        done.plan(monitor_store.sqlite_windows_of(db, projects), now, horizon)
         claims.sqlite_advance_next_fires(db, done.moves)
         done.inserted = claims.sqlite_insert_slot_runs(db, done.rows)
         run_store.sqlite_insert_opening_events(db, done.openings(now))
@@ -271,7 +271,7 @@ def _claim_on_thread(
     (the clock is read after the write lock there too)."""
     now = clock.now()
     claim = claims.sqlite_claim_runs(db, **asked.claim_arguments(now))
-    specs = claims.sqlite_specs_by_id(db, list({run.job_id for run in claim.claimed}))
+    specs = job_store.sqlite_specs_by_id(db, list({run.job_id for run in claim.claimed}))
     run_store.sqlite_append_events_many(db, _claim_events(claim, now, asked.node))
     return _claimed(claim, specs, now)
 

@@ -15,7 +15,7 @@ import functools
 import json
 import sqlite3
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,16 +25,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import DueJob, Run
-from cronkeeper.domain.monitor import POKE, MaintenanceWindow
+from cronkeeper.domain.monitor import POKE
 from cronkeeper.domain.scheduling import overlap_action
 from cronkeeper.store.bulk import SQLITE, BulkStatement, reader, sqlite_time
 from cronkeeper.store.engine import Database
 from cronkeeper.store.runs import run_from_row
 from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.sqlite_driver import execute_all
-from cronkeeper.store.tables import jobs, maintenance_windows, runs
+from cronkeeper.store.tables import jobs, runs
 from cronkeeper.store.types import sqlite_utc_time
 
 ACTIVE = ("queued", "running", "suspended")
@@ -85,36 +84,6 @@ def sqlite_due_jobs(db: sqlite3.Connection, horizon: datetime, limit: int) -> li
 _SQLITE_DUE_JOBS = (
     "SELECT id, project_id, CAST(spec AS TEXT), next_fire_at FROM jobs "
     "WHERE status = 'active' AND next_fire_at <= ? ORDER BY next_fire_at LIMIT ?"
-)
-
-
-def sqlite_windows_of(
-    db: sqlite3.Connection, project_ids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, list[MaintenanceWindow]]:
-    """`monitor.windows_of` on the SQLite connection's thread: the maintenance windows of
-    these projects, by name (read for the slot pass; each column read as SQLAlchemy does)."""
-    if not project_ids:
-        return {}
-    query = _SQLITE_WINDOWS.format(_marks(len(project_ids)))
-    found: dict[uuid.UUID, list[MaintenanceWindow]] = {}
-    for row in db.execute(query, [project_id.hex for project_id in project_ids]):
-        values = {
-            name: value if value is None or read is None else read(value)
-            for name, read, value in zip(_WINDOW_COLUMNS, _WINDOW_READERS, row, strict=True)
-        }
-        values.update(job_slugs=tuple(values["job_slugs"]), tags=tuple(values["tags"]))
-        window = MaintenanceWindow(
-            **{name: values[name] for name in MaintenanceWindow.__dataclass_fields__}
-        )
-        found.setdefault(window.project_id, []).append(window)
-    return found
-
-
-_WINDOW_COLUMNS = tuple(column.name for column in maintenance_windows.c)
-_WINDOW_READERS = tuple(reader(column.type, SQLITE) for column in maintenance_windows.c)
-_SQLITE_WINDOWS = (  # the table's own column names
-    f"SELECT {', '.join(_WINDOW_COLUMNS)} FROM maintenance_windows "  # noqa: S608
-    "WHERE project_id IN ({}) ORDER BY name"
 )
 
 
@@ -435,21 +404,6 @@ def _sqlite_policies(
     return policies, running
 
 
-def sqlite_specs_by_id(
-    db: sqlite3.Connection, job_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[JobSpec, str]]:
-    """`jobs.specs_by_id` on the SQLite connection's thread: (spec, project slug) of each
-    job, for the runs just claimed."""
-    if not job_ids:
-        return {}
-    query = _SQLITE_SPECS_AND_SLUGS.format(_marks(len(job_ids)))
-    found = {}
-    for job_hex, text, slug in db.execute(query, [job_id.hex for job_id in job_ids]):
-        job_id = uuid.UUID(hex=job_hex)
-        found[job_id] = (spec_of(job_id, text), slug)
-    return found
-
-
 def _marks(count: int) -> str:
     """`?, ?, …`: an IN list of `count` parameters (as SQLAlchemy expands one)."""
     return ", ".join("?" * count)
@@ -470,10 +424,6 @@ def _sqlite_candidates(queues: int, seen: int) -> str:
 
 
 _SQLITE_SPECS = "SELECT id, CAST(spec AS TEXT) FROM jobs WHERE id IN ({})"
-_SQLITE_SPECS_AND_SLUGS = (
-    "SELECT j.id, CAST(j.spec AS TEXT), p.slug FROM jobs AS j "
-    "JOIN projects AS p ON p.id = j.project_id WHERE j.id IN ({})"
-)
 _SQLITE_RUNNING = (
     "SELECT job_id, count(*) FROM runs WHERE job_id IN ({}) AND status = 'running' GROUP BY job_id"
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Executable, RowMapping, delete, exists, select, update
+from sqlalchemy import Executable, RowMapping, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +16,7 @@ from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import Job, RunSummary
 from cronkeeper.domain.states import JobStatus, MonitorState
 from cronkeeper.errors import Conflict
+from cronkeeper.store.bulk import SQLITE
 from cronkeeper.store.errors import is_unique_violation
 from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import job_tags, jobs, projects, runs
@@ -196,19 +199,45 @@ async def job_id(conn: AsyncConnection, project_id: uuid.UUID, slug: str) -> uui
     return found
 
 
+#: (id, spec text, project slug) of some jobs (`job_ids`): `specs_by_id` runs it through
+#: SQLAlchemy, `sqlite_specs_by_id` as its SQLite text (`_sqlite_specs_by_id`).
+_SPECS_BY_ID = (
+    select(jobs.c.id, SPEC_TEXT, projects.c.slug)
+    .join(projects, projects.c.id == jobs.c.project_id)
+    .where(jobs.c.id.in_(bindparam("job_ids", expanding=True)))
+)
+
+
 async def specs_by_id(
     conn: AsyncConnection, job_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[JobSpec, str]]:
     """(spec, project slug) of each job, for the runtime that executes its runs."""
     if not job_ids:
         return {}
-    query = (
-        select(jobs.c.id, SPEC_TEXT, projects.c.slug)
-        .join(projects, projects.c.id == jobs.c.project_id)
-        .where(jobs.c.id.in_(job_ids))
-    )
-    rows = (await conn.execute(query)).all()
+    rows = (await conn.execute(_SPECS_BY_ID, {"job_ids": job_ids})).all()
     return {row.id: (spec_of(row.id, row.spec_text), row.slug) for row in rows}
+
+
+def sqlite_specs_by_id(
+    db: sqlite3.Connection, job_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[JobSpec, str]]:
+    """`specs_by_id` on the SQLite connection's thread, inside its write transaction (for
+    the runs just claimed)."""
+    if not job_ids:
+        return {}
+    query = _sqlite_specs_by_id(len(job_ids))
+    found = {}
+    for job_hex, text, slug in db.execute(query, [job_id.hex for job_id in job_ids]):
+        job_id = uuid.UUID(hex=job_hex)
+        found[job_id] = (spec_of(job_id, text), slug)
+    return found
+
+
+@functools.lru_cache(maxsize=256)  # every size of a claim batch (worker.CLAIM_BATCH: 250)
+def _sqlite_specs_by_id(count: int) -> str:
+    """`_SPECS_BY_ID` as SQLite's driver runs it for `count` jobs (`IN (?, …)`)."""
+    compiled = _SPECS_BY_ID.compile(dialect=SQLITE)
+    return compiled.construct_expanded_state({"job_ids": [None] * count}).statement
 
 
 async def slugs_by_id(conn: AsyncConnection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

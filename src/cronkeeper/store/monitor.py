@@ -8,9 +8,11 @@ other takes different jobs. SQLite has one writer at a time.
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.monitor import COUNTED, Anchor, FinishedRun, MaintenanceWindow
 from cronkeeper.domain.states import MonitorState, RunStatus
+from cronkeeper.store.bulk import SQLITE, reader
 from cronkeeper.store.claims import skip_locked
 from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import (
@@ -309,7 +312,7 @@ async def set_state(
 # -- maintenance windows --------------------------------------------------------------
 
 
-def _window(row: RowMapping) -> MaintenanceWindow:
+def _window(row: RowMapping | Mapping[str, Any]) -> MaintenanceWindow:
     return MaintenanceWindow(
         id=row["id"],
         project_id=row["project_id"],
@@ -325,21 +328,57 @@ def _window(row: RowMapping) -> MaintenanceWindow:
     )
 
 
+#: The maintenance windows of some projects (`project_ids`), by name: `windows_of` runs it
+#: through SQLAlchemy, `sqlite_windows_of` as its SQLite text (`_sqlite_windows_of`).
+_WINDOWS_OF = (
+    select(maintenance_windows)
+    .where(maintenance_windows.c.project_id.in_(bindparam("project_ids", expanding=True)))
+    .order_by(maintenance_windows.c.name)
+)
+
+
 async def windows_of(
     conn: AsyncConnection, project_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[MaintenanceWindow]]:
     """The maintenance windows of these projects, by name."""
     if not project_ids:
         return {}
-    query = (
-        select(maintenance_windows)
-        .where(maintenance_windows.c.project_id.in_(list(project_ids)))
-        .order_by(maintenance_windows.c.name)
-    )
     found: dict[uuid.UUID, list[MaintenanceWindow]] = {}
-    for row in (await conn.execute(query)).mappings():
+    rows = await conn.execute(_WINDOWS_OF, {"project_ids": list(project_ids)})
+    for row in rows.mappings():
         found.setdefault(row["project_id"], []).append(_window(row))
     return found
+
+
+def sqlite_windows_of(
+    db: sqlite3.Connection, project_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[MaintenanceWindow]]:
+    """`windows_of` on the SQLite connection's thread, inside its write transaction (read
+    for the slot pass; each column read as SQLAlchemy reads it)."""
+    if not project_ids:
+        return {}
+    query = _sqlite_windows_of(len(project_ids))
+    found: dict[uuid.UUID, list[MaintenanceWindow]] = {}
+    for row in db.execute(query, [project_id.hex for project_id in project_ids]):
+        window = _window(
+            {
+                name: value if value is None or read is None else read(value)
+                for name, read, value in zip(_WINDOW_COLUMNS, _WINDOW_READERS, row, strict=True)
+            }
+        )
+        found.setdefault(window.project_id, []).append(window)
+    return found
+
+
+_WINDOW_COLUMNS = tuple(column.name for column in _WINDOWS_OF.selected_columns)
+_WINDOW_READERS = tuple(reader(column.type, SQLITE) for column in _WINDOWS_OF.selected_columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_windows_of(count: int) -> str:
+    """`_WINDOWS_OF` as SQLite's driver runs it for `count` projects (`IN (?, …)`)."""
+    compiled = _WINDOWS_OF.compile(dialect=SQLITE)
+    return compiled.construct_expanded_state({"project_ids": [None] * count}).statement
 
 
 async def insert_window(conn: AsyncConnection, row: dict[str, Any]) -> MaintenanceWindow:

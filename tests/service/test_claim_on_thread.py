@@ -13,8 +13,8 @@ that starts anyway, a run due soon (claimed ahead), a manual run with a payload,
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -22,13 +22,11 @@ import pytest
 from cronkeeper.domain.models import Actor
 from cronkeeper.domain.states import RunStatus
 from cronkeeper.service import execution
-from cronkeeper.service import jobs as job_service
-from cronkeeper.service.projects import ensure_project
-from cronkeeper.service.setup import open_context
-from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store import runs as run_store
 from cronkeeper.testing import FakeClock
+
+from .conftest import both_ways, ledger_with_jobs, stored
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
 JOBS: dict[str, dict[str, Any]] = {
@@ -43,14 +41,7 @@ JOBS: dict[str, dict[str, Any]] = {
 
 
 async def seed(url: str, clock: FakeClock, admin: Actor) -> None:
-    ctx = await open_context(url, clock=clock)
-    try:
-        async with ctx.db.write() as conn:
-            project = await ensure_project(conn, "default", clock.now())
-        for slug, fields in JOBS.items():
-            body = {"slug": slug, "kind": "command", "schedule": "every 1h"}
-            body.update(target={"command": ["true"]}, **fields)
-            await job_service.create_job(ctx, admin, "default", body)
+    async with ledger_with_jobs(url, clock, admin, JOBS, "every 1h") as (ctx, project):
         clock.set(NOW)
         async with ctx.db.write() as conn:
             for slug in JOBS:
@@ -58,8 +49,6 @@ async def seed(url: str, clock: FakeClock, admin: Actor) -> None:
                 assert job is not None
                 for values in runs_of(slug, job.id, project.id, job.spec):
                     await run_store.insert_run(conn, values)
-    finally:
-        await ctx.db.dispose()
 
 
 def runs_of(slug: str, job_id: Any, project_id: Any, spec: Any) -> list[dict[str, Any]]:
@@ -93,31 +82,6 @@ def runs_of(slug: str, job_id: Any, project_id: Any, spec: Any) -> list[dict[str
     return [run(-30)]
 
 
-def stored(path: str) -> dict[str, list[tuple[Any, ...]]]:
-    db = sqlite3.connect(path)
-    try:
-        return {
-            "runs": db.execute("SELECT * FROM runs ORDER BY id").fetchall(),
-            "events": db.execute("SELECT * FROM events ORDER BY id").fetchall(),
-        }
-    finally:
-        db.close()
-
-
-async def claim(
-    path: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, one_hop: bool, **asked: Any
-) -> list[execution.ClaimedRun]:
-    ctx = await open_context(path, clock=clock, migrate=False)
-    try:
-        assert claims.on_thread(ctx.db)
-        with monkeypatch.context() as patch:
-            if not one_hop:
-                patch.setattr(claims, "on_thread", lambda db: False)
-            return await execution.claim_runs(ctx, node="node-a", queues=["default"], **asked)
-    finally:
-        await ctx.db.dispose()
-
-
 async def test_claiming_on_the_thread_claims_and_stores_what_the_statement_path_does(
     sqlite_url: str, clock: FakeClock, admin: Actor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,16 +91,16 @@ async def test_claiming_on_the_thread_claims_and_stores_what_the_statement_path_
     everything = []
 
     for asked in ({"limit": 2}, {"limit": 100, "ahead": 5.0}, {"limit": 100, "ahead": 5.0}):
-        on_thread = await claim(path, clock, monkeypatch, True, lease=30, **asked)
-        one_by_one = await claim(f"{path}.copy", clock, monkeypatch, False, lease=30, **asked)
+        claim = partial(execution.claim_runs, node="node-a", queues=["default"], lease=30, **asked)
+        on_thread, one_by_one = await both_ways(path, clock, monkeypatch, claim)
 
         assert on_thread == one_by_one
-        assert stored(path) == stored(f"{path}.copy")
+        assert stored(path, "runs", "events") == stored(f"{path}.copy", "runs", "events")
         everything += on_thread
         clock.advance(0.25)
 
     assert sorted(item.spec.slug for item in everything) == ["allower", "manual", "retried", "soon"]
-    statuses = [row[4] for row in stored(path)["runs"]]
+    statuses = [row[4] for row in stored(path, "runs")["runs"]]
     assert statuses.count("skipped") == 1
     assert statuses.count("queued") == 7  # the queue job's six, and the other queue's
     retried = next(item for item in everything if item.spec.slug == "retried")

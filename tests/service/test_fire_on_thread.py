@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import sqlite3
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pytest
 
 from cronkeeper.domain.models import Actor
 from cronkeeper.service import execution, maintenance
-from cronkeeper.service import jobs as job_service
-from cronkeeper.service.projects import ensure_project
-from cronkeeper.service.setup import open_context
-from cronkeeper.store import claims
+from cronkeeper.service.context import Context
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store import runs as run_store
 from cronkeeper.testing import FakeClock
+
+from .conftest import both_ways, ledger_with_jobs, stored
 
 NOW = datetime(2026, 3, 1, 12, 5, 55, tzinfo=UTC)  # 12:06 is within the look-ahead
 JOBS: dict[str, dict[str, Any]] = {
@@ -39,17 +38,11 @@ JOBS: dict[str, dict[str, Any]] = {
     "taken": {},
     "paused": {"status": "paused"},
 }
+TABLES = ("runs", "events", "jobs")
 
 
 async def seed(path: str, clock: FakeClock, admin: Actor) -> None:
-    ctx = await open_context(path, clock=clock)
-    try:
-        async with ctx.db.write() as conn:
-            project = await ensure_project(conn, "default", clock.now())
-        for slug, fields in JOBS.items():
-            body = {"slug": slug, "kind": "command", "schedule": "every 1m"}
-            body.update(target={"command": ["true"]}, **fields)
-            await job_service.create_job(ctx, admin, "default", body)
+    async with ledger_with_jobs(path, clock, admin, JOBS, "every 1m") as (ctx, project):
         window = {"name": "hush", "mode": "skip", "starts_at": "2026-03-01T12:00:30Z"}
         window.update(ends_at="2026-03-01T13:00:00Z", tags=["quiet"])
         await maintenance.create_window(ctx, admin, "default", window)
@@ -62,34 +55,15 @@ async def seed(path: str, clock: FakeClock, admin: Actor) -> None:
                 project.id, job.id, job.spec, source="schedule", now=NOW, scheduled_for=slot
             )
             await run_store.insert_run(conn, values)
-    finally:
-        await ctx.db.dispose()
 
 
-def stored(path: str) -> dict[str, list[tuple[Any, ...]]]:
-    db = sqlite3.connect(path)
-    try:
-        return {
-            table: db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-            for table, order in (("runs", "id"), ("events", "id"), ("jobs", "id"))
-        }
-    finally:
-        db.close()
-
-
-async def fire(path: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, one_hop: bool) -> int:
+async def fire(monkeypatch: pytest.MonkeyPatch, ctx: Context) -> int:
+    """`fire_due_slots` with run ids and trace ids counted from 1."""
     ids = itertools.count(1)
-    ctx = await open_context(path, clock=clock, migrate=False)
-    try:
-        assert claims.on_thread(ctx.db)
-        with monkeypatch.context() as patch:
-            patch.setattr(execution, "uuid7", lambda at: uuid.UUID(int=next(ids) << 64))
-            patch.setattr(execution, "new_trace_id", lambda: f"{next(ids):032x}")
-            if not one_hop:
-                patch.setattr(claims, "on_thread", lambda db: False)
-            return await execution.fire_due_slots(ctx)
-    finally:
-        await ctx.db.dispose()
+    with monkeypatch.context() as patch:
+        patch.setattr(execution, "uuid7", lambda at: uuid.UUID(int=next(ids) << 64))
+        patch.setattr(execution, "new_trace_id", lambda: f"{next(ids):032x}")
+        return await execution.fire_due_slots(ctx)
 
 
 async def test_firing_on_the_thread_stores_what_the_statement_path_stores(
@@ -99,15 +73,14 @@ async def test_firing_on_the_thread_stores_what_the_statement_path_stores(
     await seed(path, clock, admin)
     shutil.copyfile(path, f"{path}.copy")
 
-    on_thread = await fire(path, clock, monkeypatch, True)
-    one_by_one = await fire(f"{path}.copy", clock, monkeypatch, False)
+    on_thread, one_by_one = await both_ways(path, clock, monkeypatch, partial(fire, monkeypatch))
 
     assert on_thread == one_by_one
-    assert stored(path) == stored(f"{path}.copy")
-    runs = stored(path)["runs"]
+    assert stored(path, *TABLES) == stored(f"{path}.copy", *TABLES)
+    runs = stored(path, "runs")["runs"]
     statuses = sorted(row[4] for row in runs)
     assert {"missed", "queued", "skipped"} <= set(statuses)  # skipped: `quiet`, in the window
     missed = [row for row in runs if row[4] == "missed"]
     assert {(row[15], row[23]) for row in missed} == {("missed", 1)}  # reason, outage
-    events = stored(path)["events"]
+    events = stored(path, "events")["events"]
     assert len(events) == len(runs) - 1  # the run `taken` had before: no opening event

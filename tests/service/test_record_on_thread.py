@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,13 +26,12 @@ from cronkeeper.domain.outcomes import LogLine, Outcome
 from cronkeeper.domain.settlement import Settlement
 from cronkeeper.domain.states import AttemptStatus
 from cronkeeper.service import execution
-from cronkeeper.service import jobs as job_service
 from cronkeeper.service import runs as run_service
-from cronkeeper.service.projects import ensure_project
 from cronkeeper.service.setup import open_context
-from cronkeeper.store import claims
 from cronkeeper.store.tables import runs
 from cronkeeper.testing import FakeClock
+
+from .conftest import both_ways, ledger_with_jobs, stored
 
 SLOT = datetime(2026, 3, 1, 12, 1, tzinfo=UTC)
 JOBS: dict[str, dict[str, Any]] = {
@@ -80,14 +80,7 @@ async def claimed(
 ) -> AsyncIterator[list[execution.ClaimedRun]]:
     """A ledger with one claimed run per job of JOBS (one cancelled, one moved to another
     node), closed so that it can be copied."""
-    ctx = await open_context(sqlite_url, clock=clock)
-    try:
-        async with ctx.db.write() as conn:
-            await ensure_project(conn, "default", clock.now())
-        for slug, fields in JOBS.items():
-            body = {"slug": slug, "kind": "command", "schedule": "every 1m"}
-            body.update(target={"command": ["true"]}, **fields)
-            await job_service.create_job(ctx, admin, "default", body)
+    async with ledger_with_jobs(sqlite_url, clock, admin, JOBS, "every 1m") as (ctx, _):
         clock.set(SLOT)
         await execution.fire_due_slots(ctx, lookahead=timedelta(0))
         found = await execution.claim_runs(
@@ -99,8 +92,6 @@ async def claimed(
         async with ctx.db.write() as conn:
             moved = update(runs).where(runs.c.id == by_slug["stolen"]).values(node="node-b")
             await conn.execute(moved)
-    finally:
-        await ctx.db.dispose()
     yield found
 
 
@@ -115,42 +106,26 @@ async def record_both_ways(
     statement by statement; the decisions of each."""
     path = url.removeprefix("sqlite:///")
     shutil.copyfile(path, f"{path}.copy")
-    decisions = []
-    for target, one_hop in ((path, True), (f"{path}.copy", False)):
-        ctx = await open_context(target, clock=clock, migrate=False)
-        try:
-            assert claims.on_thread(ctx.db)
-            with monkeypatch.context() as patch:
-                if not one_hop:
-                    patch.setattr(claims, "on_thread", lambda db: False)
-                decisions.append(
-                    await execution.record_outcomes(ctx, finished, node=node, random=lambda: 0.5)
-                )
-        finally:
-            await ctx.db.dispose()
-    return decisions[0], decisions[1]
+    record = partial(execution.record_outcomes, finished=finished, node=node, random=lambda: 0.5)
+    return await both_ways(path, clock, monkeypatch, record)
 
 
-def stored(path: str) -> dict[str, list[tuple[Any, ...]]]:
+def recorded(path: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the tables recording writes, as SQLite holds them (attempt ids are
     random: left out)."""
     db = sqlite3.connect(path)
     try:
         columns = [row[1] for row in db.execute("PRAGMA table_info(attempts)") if row[1] != "id"]
-        return {
-            "runs": db.execute("SELECT * FROM runs ORDER BY id").fetchall(),
-            "attempts": db.execute(
-                f"SELECT {', '.join(columns)} FROM attempts ORDER BY run_id, number"
-            ).fetchall(),
-            "events": db.execute("SELECT * FROM events ORDER BY id").fetchall(),
-            "jobs": db.execute("SELECT * FROM jobs ORDER BY id").fetchall(),
-        }
+        attempts = db.execute(
+            f"SELECT {', '.join(columns)} FROM attempts ORDER BY run_id, number"
+        ).fetchall()
     finally:
         db.close()
+    return {**stored(path, "runs", "events", "jobs"), "attempts": attempts}
 
 
 def assert_same_rows(path: str) -> None:
-    on_thread, one_by_one = stored(path), stored(f"{path}.copy")
+    on_thread, one_by_one = recorded(path), recorded(f"{path}.copy")
     for table, rows in one_by_one.items():
         assert on_thread[table] == rows, table
 
@@ -177,7 +152,7 @@ async def test_recording_on_the_thread_stores_what_the_statement_path_stores(
     dropped = {item.spec.slug for item, d in zip(claimed, first, strict=True) if d is None}
     assert dropped == {"cancelled", "stolen"}
     assert_same_rows(path)
-    before = stored(path)
+    before = recorded(path)
     assert len(before["attempts"]) == 4
     assert any(row[-1] is None for row in before["events"])  # events without data
 
@@ -198,4 +173,4 @@ async def test_recording_on_the_thread_stores_what_the_statement_path_stores(
 
     assert first == second and None not in first
     assert_same_rows(path)
-    assert len(stored(path)["events"]) > len(before["events"])
+    assert len(recorded(path)["events"]) > len(before["events"])

@@ -44,9 +44,8 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from bench import harness
 from bench.harness import percentile
-from cronkeeper import __version__
+from cronkeeper import __version__, testing
 from cronkeeper.domain.jobs import JobKind, JobSpec
-from cronkeeper.domain.models import Run
 from cronkeeper.domain.ssrf import SsrfPolicy
 from cronkeeper.executors.http import HttpExecutor
 from cronkeeper.runtime.tracing import Tracing, provider_for
@@ -90,32 +89,7 @@ def claimed_run(url: str, slot: datetime, now: datetime) -> ClaimedRun:
         body | {"target": {"method": "GET", "url": url, "headers": {}, "body": None}}
     )
     assert spec.kind is JobKind.HTTP
-    run = Run(
-        id=uuid.uuid4(),
-        project_id=uuid.uuid4(),
-        job_id=uuid.uuid4(),
-        source="schedule",
-        status="running",
-        scheduled_for=slot,
-        queue="default",
-        not_before=slot,
-        queued_at=now,
-        started_at=None,
-        finished_at=None,
-        duration_ms=None,
-        drift_ms=None,
-        attempts=1,
-        max_attempts=1,
-        failure_reason=None,
-        error=None,
-        payload={},
-        trace_id=secrets.token_hex(16),
-        replay_of=None,
-        node="bench",
-        lease_expires_at=None,
-        created_at=now,
-    )
-    return ClaimedRun(run, spec, "default", claimed_at=now)
+    return testing.claimed_run(spec, slot, now, node="bench")
 
 
 async def start_at(

@@ -3,8 +3,6 @@ announced at the start, under the run's fire span."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -13,9 +11,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from cronkeeper import testing
 from cronkeeper.domain.failures import FailureReason
 from cronkeeper.domain.jobs import JobKind, JobSpec
-from cronkeeper.domain.models import Run
 from cronkeeper.domain.outcomes import Outcome
 from cronkeeper.domain.states import AttemptStatus
 from cronkeeper.runtime.tracing import Tracing, fire_span_id, provider_for
@@ -26,32 +24,7 @@ NOW = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
 
 def claimed_run() -> ClaimedRun:
     spec = JobSpec(slug="report", kind=JobKind.HTTP, target={"url": "http://127.0.0.1:9/"})
-    run = Run(
-        id=uuid.uuid4(),
-        project_id=uuid.uuid4(),
-        job_id=uuid.uuid4(),
-        source="schedule",
-        status="running",
-        scheduled_for=NOW,
-        queue="default",
-        not_before=NOW,
-        queued_at=NOW,
-        started_at=None,
-        finished_at=None,
-        duration_ms=None,
-        drift_ms=None,
-        attempts=1,
-        max_attempts=2,
-        failure_reason=None,
-        error=None,
-        payload={},
-        trace_id=secrets.token_hex(16),
-        replay_of=None,
-        node="n1",
-        lease_expires_at=None,
-        created_at=NOW,
-    )
-    return ClaimedRun(run, spec, "default", claimed_at=NOW)
+    return testing.claimed_run(spec, NOW, max_attempts=2, node="n1")
 
 
 @pytest.fixture

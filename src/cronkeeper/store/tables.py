@@ -166,7 +166,7 @@ runs = Table(
     Index("ix_runs_job_slot_page", "job_id", "ordered_at", "id"),
     Index("ix_runs_project_page", "project_id", "created_at", "id"),
     Index("ix_runs_project_slot_page", "project_id", "ordered_at", "id"),
-    Index("ix_runs_job_status", "job_id", "status"),
+    Index("ix_runs_job_status_page", "job_id", "status", "created_at", "id"),
     Index(
         "ix_runs_queued",
         "queue",

@@ -233,8 +233,9 @@ async def claim_runs(
     concurrency check per job.
     """
     # Served by ix_runs_queued (queue, not_before, created_at): no sort, no join. A run
-    # not yet due is a candidate only while its job has nothing running (ix_runs_job_status_page):
-    # runs waiting behind busy jobs would otherwise fill every page claimed ahead.
+    # not yet due is a candidate only while its job has nothing running
+    # (ix_runs_job_status_page): runs waiting behind busy jobs would otherwise fill every
+    # page claimed ahead.
     busy = runs.alias("busy")
     running = select(busy.c.id).where(busy.c.job_id == runs.c.job_id, busy.c.status == "running")
     idle_job = ~running.exists()

@@ -1,5 +1,6 @@
-"""Public test helpers: a fake clock that tests advance instead of sleeping, and a
-claimed run built without a ledger."""
+"""Public test helpers: a fake clock that tests advance instead of sleeping, a
+ledger builder that writes finished runs straight into the ledger (for tests and
+benchmarks that need a long history), and a claimed run built without a ledger."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import asyncio
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from cronkeeper.domain.ids import uuid7
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.models import Run
+from cronkeeper.service.context import Context
 from cronkeeper.service.execution import ClaimedRun
+from cronkeeper.store import claims
+from cronkeeper.store import jobs as job_store
+from cronkeeper.store import projects as project_store
+from cronkeeper.store.tables import attempts, events, runs
 
 
 class FakeClock:
@@ -51,6 +59,119 @@ class FakeClock:
     def set(self, moment: datetime) -> None:
         """Jump to an absolute instant (forward only)."""
         self.advance((moment - self._now).total_seconds())
+
+
+#: Rows per INSERT statement when writing a history.
+CHUNK = 2000
+
+
+async def add_runs(
+    ctx: Context,
+    slug: str,
+    count: int,
+    *,
+    project: str = "default",
+    end: datetime | None = None,
+    every: timedelta = timedelta(minutes=5),
+    fail_every: int = 4,
+) -> list[uuid.UUID]:
+    """`count` finished scheduled runs of the job, one per `every` up to `end` (default:
+    now); every `fail_every`-th failed with http_5xx (one attempt and three events each).
+    Written in one transaction, as the runtime would have recorded them; the job's last
+    run becomes the newest one written. Returns the run ids, oldest first.
+
+    Raises ValueError if the project or the job does not exist."""
+    end = end or ctx.clock.now()
+    async with ctx.db.write() as conn:
+        found = await project_store.get_project(conn, project)
+        job = await job_store.get_job(conn, found.id, slug) if found else None
+        if found is None or job is None:
+            raise ValueError(f"no job {slug!r} in project {project!r}")
+        rows: list[dict[str, Any]] = []
+        tries: list[dict[str, Any]] = []
+        logs: list[dict[str, Any]] = []
+        for index in range(count):
+            slot = end - every * (count - index)
+            failed = bool(fail_every) and index % fail_every == fail_every - 1
+            run_id = uuid7(slot)
+            started = slot + timedelta(milliseconds=40 + index % 7 * 15)
+            finished = started + timedelta(milliseconds=120 + index % 11 * 30)
+            rows.append(_run(found.id, job.id, run_id, slot, started, finished, failed))
+            tries.append(_attempt(run_id, started, finished, failed))
+            logs += _events(run_id, slot, started, finished, failed)
+        for start in range(0, count, CHUNK):
+            await conn.execute(runs.insert(), rows[start : start + CHUNK])
+            await conn.execute(attempts.insert(), tries[start : start + CHUNK])
+            await conn.execute(events.insert(), logs[start * 3 : (start + CHUNK) * 3])
+        if rows:
+            await claims.set_last_run(conn, job.id, rows[-1]["id"])
+    return [row["id"] for row in rows]
+
+
+def _run(
+    project_id: uuid.UUID,
+    job_id: uuid.UUID,
+    run_id: uuid.UUID,
+    slot: datetime,
+    started: datetime,
+    finished: datetime,
+    failed: bool,
+) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "project_id": project_id,
+        "job_id": job_id,
+        "source": "schedule",
+        "status": "failed" if failed else "succeeded",
+        "scheduled_for": slot,
+        "ordered_at": slot,
+        "queue": "default",
+        "queued_at": slot,
+        "not_before": slot,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": int((finished - started).total_seconds() * 1000),
+        "drift_ms": int((started - slot).total_seconds() * 1000),
+        "attempts": 1,
+        "max_attempts": 1,
+        "failure_reason": "http_5xx" if failed else None,
+        "error": "HTTP 503 Service Unavailable" if failed else None,
+        "payload": {"method": "POST", "url": "https://reports.example.com/run"},
+        "trace_id": uuid.uuid4().hex,
+        "created_at": slot,
+    }
+
+
+def _attempt(
+    run_id: uuid.UUID, started: datetime, finished: datetime, failed: bool
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "run_id": run_id,
+        "number": 1,
+        "status": "http_error" if failed else "success",
+        "failure_reason": "http_5xx" if failed else None,
+        "status_code": 503 if failed else 200,
+        "latency_ms": int((finished - started).total_seconds() * 1000),
+        "body_preview": "upstream down" if failed else "ok",
+        "started_at": started,
+        "finished_at": finished,
+    }
+
+
+def _events(
+    run_id: uuid.UUID, slot: datetime, started: datetime, finished: datetime, failed: bool
+) -> list[dict[str, Any]]:
+    kind, message = ("run_failed", "HTTP 503") if failed else ("run_succeeded", "HTTP 200")
+    return [
+        _event(run_id, 1, "run_queued", slot, "queued (schedule)"),
+        _event(run_id, 2, "attempt_started", started, "attempt 1"),
+        _event(run_id, 3, kind, finished, message),
+    ]
+
+
+def _event(run_id: uuid.UUID, number: int, kind: str, at: datetime, message: str) -> dict[str, Any]:
+    return {"run_id": run_id, "sequence_num": number, "type": kind, "at": at, "message": message}
 
 
 def claimed_run(

@@ -83,8 +83,11 @@ async def _matching_jobs(
     name search walk the slug-ordered pages, scanning at most SCAN_LIMIT jobs."""
     wanted: list[JobOut] = []
     scanned, needle = 0, search.lower()
+    # Filtering here reads ahead; otherwise a page of the job list is the page shown
+    # (each job listed costs its schedule's next fires and description).
+    batch = 100 if monitor or needle else OVERVIEW_PAGE
     while True:
-        query = job_service.JobQuery(tag or None, status, None, cursor, 100)
+        query = job_service.JobQuery(tag or None, status, None, cursor, batch)
         page = await job_service.list_jobs(web.ctx, viewer.actor, viewer.project, query)
         for job in page.items:
             scanned += 1

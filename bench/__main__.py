@@ -25,6 +25,7 @@ SCENARIOS = {
     "stages": "bench.stages",
     "pings": "bench.pings",
     "alerts": "bench.alerts",
+    "pages": "bench.pages",
 }
 
 

@@ -1,19 +1,37 @@
 """The scheduler loop: one loop over the due-time index, no timer per job.
 
-Each pass turns every due slot into a run (`service.execution.fire_due_slots`), then
-sleeps until the earliest next fire (at most `max_sleep`), or until a job changes.
+Each pass turns every slot due within the look-ahead into a run
+(`service.execution.fire_due_slots`), then sleeps until the earliest next slot enters
+the look-ahead (at most `max_sleep`), or until a job changes. Passes fall on the half
+second (`PASS_PHASE`): slots fall on whole seconds, so a pass creating a thousand runs
+never competes with the starts of the runs due at a whole second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
 
 from cronkeeper.runtime.waiting import wait_for_any
 from cronkeeper.service import execution
 from cronkeeper.service.context import Context
 
 log = logging.getLogger("cronkeeper.scheduler")
+
+#: The fraction of a second at which passes begin.
+PASS_PHASE = 0.5
+
+
+def next_pass_in(
+    now: datetime, due: datetime | None, lookahead: timedelta, max_sleep: float
+) -> float:
+    """Seconds until the next pass: when the earliest next slot `due` enters the
+    look-ahead, at most `max_sleep` from now, then on to the next `PASS_PHASE`."""
+    latest = now + timedelta(seconds=max_sleep)
+    target = latest if due is None else max(now, min(latest, due - lookahead))
+    shift = (PASS_PHASE - target.timestamp()) % 1.0
+    return (target - now).total_seconds() + shift
 
 
 class Scheduler:
@@ -54,7 +72,4 @@ class Scheduler:
 
     async def _until_next_due(self) -> float:
         due = await execution.next_due_at(self.ctx)
-        if due is None:
-            return self.max_sleep
-        seconds = (due - self.ctx.clock.now()).total_seconds()
-        return min(self.max_sleep, max(0.0, seconds))
+        return next_pass_in(self.ctx.clock.now(), due, execution.LOOKAHEAD, self.max_sleep)

@@ -94,6 +94,8 @@ end
 def main(args: Any = None) -> list[str]:
     scale = SCALES[getattr(args, "scale", "full")]
     profile = getattr(args, "profile", False)
+    if not os.path.exists(WRK):
+        return [f"pings: wrk is not installed ({WRK}); apt-get install -y wrk"]
     lines = [f"load average before: {_loadavg()}"]
     dialects = os.environ.get("BENCH_PINGS_DBS", "sqlite,postgresql").split(",")
     lines += _ceiling(scale)

@@ -21,6 +21,12 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
+def print_json_line(value: Any) -> None:
+    """One envelope on one line (a stream for `jq`), flushed at once for a live tail."""
+    sys.stdout.write(json.dumps(value, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def error_line(message: str) -> None:
     """One line on stderr; never a traceback."""
     first = " ".join(str(message).split())

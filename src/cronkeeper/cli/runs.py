@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -18,10 +17,11 @@ from cronkeeper.cli.client_options import (
     with_client,
 )
 from cronkeeper.cli.main_helpers import run
+from cronkeeper.cli.watch import ended_runs
 from cronkeeper.client import Client
+from cronkeeper.clock import Clock, SystemClock
 from cronkeeper.errors import FieldError, InvalidInput
 
-FINAL = {"succeeded", "failed", "cancelled", "missed", "skipped"}
 run_app = typer.Typer(help="Inspect and act on one run.", no_args_is_help=True)
 RunIdArg = Annotated[str, typer.Argument(help="Run id")]
 
@@ -41,7 +41,10 @@ def runs(
 
     async def show(client: Client) -> None:
         page = await client.list_runs(slug, status=status, limit=limit)
-        if as_json:
+        if as_json and watch:  # a stream: one envelope per line, from the first
+            for item in page["items"]:
+                render.print_json_line(envelope(item))
+        elif as_json:
             render.print_json(envelope(page))
         else:
             await _print_runs(client, page["items"], detail)
@@ -61,24 +64,27 @@ async def _print_runs(client: Client, items: list[dict[str, Any]], detail: bool)
         render.run_card(await client.get_run(item["id"]))
 
 
+#: The watch's pauses between polls; tests swap in a clock that scripts them.
+watch_clock: Clock = SystemClock()
+WATCH_INTERVAL = 1.0
+
+
 async def _watch(
     client: Client,
     slug: str,
     status: str | None,
     detail: bool,
     as_json: bool,
-    seen_items: list[dict[str, Any]],
+    shown: list[dict[str, Any]],
 ) -> None:
-    """Append-only: print each run once, when it has ended, oldest first."""
-    seen = {item["id"] for item in seen_items if item["status"] in FINAL}
-    while True:
-        await asyncio.sleep(1.0)
-        page = await client.list_runs(slug, status=status, limit=50)
-        ended = [r for r in reversed(page["items"]) if r["status"] in FINAL and r["id"] not in seen]
+    """Append-only: each run that ends from now on, once, in the order the runs ended
+    (`watch.ended_runs`); `--status` picks which of them are printed."""
+    async for ended in ended_runs(client, slug, shown, watch_clock, WATCH_INTERVAL):
         for item in ended:
-            seen.add(item["id"])
+            if status is not None and item["status"] != status:
+                continue
             if as_json:
-                render.print_json(envelope(item))
+                render.print_json_line(envelope(item))
             elif detail:
                 render.run_card(await client.get_run(item["id"]))
             else:

@@ -73,7 +73,13 @@ async def _measure(db: str, options: dict[str, int]) -> list[str]:
         ]
         async with httpx.AsyncClient(transport=_transport(ctx), base_url=BASE_URL) as client:
             await _log_in(client, key)
-            paths = await _paths(client, run_ids, options["others"] + 1)
+            from cronkeeper.testing import dashboard_pages
+
+            jobs = options["others"] + 1
+            paths = {
+                f"overview ({jobs} jobs)" if name == "overview" else name: path
+                for name, path in (await dashboard_pages(client, run_ids)).items()
+            }
             load = harness.LoadMeter().start()
             with _StatementCounter(ctx) as counter:
                 timings = {
@@ -145,23 +151,6 @@ async def _log_in(client: httpx.AsyncClient, key: str) -> None:
     response = await client.post("/login", data=data)
     if response.status_code != 303:
         raise RuntimeError(f"login: {response.status_code}: {response.text[:300]}")
-
-
-async def _paths(client: httpx.AsyncClient, run_ids: list[uuid.UUID], jobs: int) -> dict[str, str]:
-    job_page = (await client.get("/jobs/big")).text
-    older = job_page.split('href="/jobs/big?cursor=')[1].split('"')[0]
-    return {
-        f"overview ({jobs} jobs)": "/",
-        "job detail": "/jobs/big",
-        "job detail, page 2": f"/jobs/big?cursor={older}",
-        "run detail": f"/runs/{run_ids[len(run_ids) // 2]}",
-        "row expand": f"/runs/{run_ids[-1]}/expand",
-        "watcher poll": "/jobs/big/watch",
-        "edit form": "/jobs/big/edit",
-        "audit": "/audit",
-        "queue": "/queue",
-        "topology": "/topology",
-    }
 
 
 class _StatementCounter:

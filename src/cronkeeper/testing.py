@@ -212,3 +212,22 @@ def claimed_run(
         created_at=now,
     )
     return ClaimedRun(run, spec, "default", claimed_at=now)
+
+
+async def dashboard_pages(client: Any, run_ids: list[Any], job: str = "big") -> dict[str, str]:
+    """Every page of the dashboard by name → path, on `job` and its runs (`run_ids`, oldest
+    first) where a page shows one; `client` is a logged-in httpx.AsyncClient."""
+    job_page = (await client.get(f"/jobs/{job}")).text
+    older = job_page.split(f'href="/jobs/{job}?cursor=')[1].split('"')[0]
+    return {
+        "overview": "/",
+        "job detail": f"/jobs/{job}",
+        "job detail, older runs": f"/jobs/{job}?cursor={older}",
+        "run detail": f"/runs/{run_ids[len(run_ids) // 2]}",
+        "row expand": f"/runs/{run_ids[-1]}/expand",
+        "watcher poll": f"/jobs/{job}/watch",
+        "edit form": f"/jobs/{job}/edit",
+        "audit": "/audit",
+        "queue": "/queue",
+        "topology": "/topology",
+    }

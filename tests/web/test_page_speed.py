@@ -21,6 +21,7 @@ from sqlalchemy import event
 from cronkeeper.domain.models import Actor
 from cronkeeper.service import jobs as job_service
 from cronkeeper.service.context import Context
+from cronkeeper.testing import dashboard_pages
 from cronkeeper.web import auth
 
 from .conftest import Keys, LogIn, http_job
@@ -58,24 +59,6 @@ async def add_jobs(ctx: Context, admin: Actor, numbers: range) -> None:
         await add_runs(ctx, slug, OTHER_RUNS)
 
 
-async def page_paths(client: httpx.AsyncClient, run_ids: list[Any]) -> dict[str, str]:
-    """Every page of the dashboard, on job `big` and its runs where a page shows one."""
-    job_page = (await client.get("/jobs/big")).text
-    older = job_page.split('href="/jobs/big?cursor=')[1].split('"')[0]
-    return {
-        "overview": "/",
-        "job detail": "/jobs/big",
-        "job detail, older runs": f"/jobs/big?cursor={older}",
-        "run detail": f"/runs/{run_ids[len(run_ids) // 2]}",
-        "row expand": f"/runs/{run_ids[-1]}/expand",
-        "watcher poll": "/jobs/big/watch",
-        "edit form": "/jobs/big/edit",
-        "audit": "/audit",
-        "queue": "/queue",
-        "topology": "/topology",
-    }
-
-
 async def count_statements(
     client: httpx.AsyncClient, paths: dict[str, str], statements: list[str]
 ) -> dict[str, int]:
@@ -98,12 +81,12 @@ async def test_every_page_sends_as_many_statements_for_50_jobs_and_10000_runs_as
     run_ids = await add_runs(ctx, "big", 100, end=end, every=EVERY)
     await add_jobs(ctx, admin, range(4))
     client = await logged_in(keys.write)
-    small = await count_statements(client, await page_paths(client, run_ids), statements)
+    small = await count_statements(client, await dashboard_pages(client, run_ids), statements)
 
     # Then the full one: `big`'s 9,900 newer runs up to now, 45 more jobs.
     run_ids += await add_runs(ctx, "big", HISTORY - 100, every=EVERY)
     await add_jobs(ctx, admin, range(4, JOBS - 1))
-    full = await count_statements(client, await page_paths(client, run_ids), statements)
+    full = await count_statements(client, await dashboard_pages(client, run_ids), statements)
 
     print(f"\nSQL statements per page (5 jobs, 100 runs → 50 jobs, 10,000 runs): {full}")
     assert full == small

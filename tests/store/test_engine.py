@@ -182,6 +182,35 @@ async def test_the_wal_is_copied_back_in_the_background_not_by_the_commits(
         await db.dispose()
 
 
+async def test_a_wal_grown_by_a_burst_of_writes_is_cut_back_once_copied(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of writes grows the WAL file; once the checkpointer has copied it back, the
+    next write starts it over and cuts the file back to WAL_SIZE_LIMIT instead of keeping
+    its largest size on disk."""
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 3600.0)
+    monkeypatch.setattr(engine, "WAL_SIZE_LIMIT", 100_000)
+    db = create_database(sqlite_url)
+    wal = Path(sqlite_url.removeprefix("sqlite:///") + "-wal")
+    try:
+        for number in range(1, 6):  # ~500 pages (2 MB) into the WAL
+            async with db.write() as conn:
+                for row in range(80):
+                    name = f"p{number}-{row}"
+                    await project_store.insert_project(conn, name, "x" * 4000, name, NOW)
+        assert wal.stat().st_size > 1_000_000
+        monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
+        for number in range(100):
+            async with db.write() as conn:
+                await project_store.insert_project(conn, f"n{number}", "P", f"k{number}", NOW)
+            if wal.stat().st_size <= 100_000:
+                break
+            await asyncio.sleep(0.05)
+        assert wal.stat().st_size <= 100_000
+    finally:
+        await db.dispose()
+
+
 async def test_ping_answers_when_the_database_is_reachable(ctx: Context) -> None:
     await ctx.db.ping()  # raising is the failure
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -207,6 +210,37 @@ async def test_a_wal_grown_by_a_burst_of_writes_is_cut_back_once_copied(
                 break
             await asyncio.sleep(0.05)
         assert wal.stat().st_size <= 100_000
+    finally:
+        await db.dispose()
+
+
+async def test_under_a_steady_write_load_the_wal_starts_over(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes one after another for a second, checkpoints in the background every 50 ms:
+    the WAL keeps starting over, so its file stays a fraction of all that was written
+    (without the writer finishing the checkpoints, no checkpoint ever finds the WAL
+    copied back whole, and the file holds every write)."""
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.05)
+    db = create_database(sqlite_url)
+    wal = Path(sqlite_url.removeprefix("sqlite:///") + "-wal")
+    written = 0
+
+    def insert(connection: sqlite3.Connection, number: int) -> None:
+        connection.execute("CREATE TABLE IF NOT EXISTS scratch (id INTEGER PRIMARY KEY, v TEXT)")
+        connection.executemany(
+            "INSERT INTO scratch (v) VALUES (?)", [(f"{number}" + "x" * 4000,)] * 10
+        )
+
+    try:
+        started = time.monotonic()
+        number = 0
+        while time.monotonic() - started < 1.0:
+            await db.write_on_thread(partial(insert, number=number))
+            number += 1
+            written += 10 * 4096
+        assert written > 4_000_000
+        assert wal.stat().st_size < written / 3
     finally:
         await db.dispose()
 

@@ -102,8 +102,9 @@ class Database:
         IMMEDIATE … COMMIT) in one call on the connection's thread, under the same write
         lock as `write`; rolled back if it raises (the group writer's thread forms)."""
         assert self._write_lock is not None, "SQLite only"
+        after = None if self._checkpointer is None else self._checkpointer.finish()
         async with self._write_lock, self.engine.connect() as conn:
-            result = await transaction_on_thread(conn, "BEGIN IMMEDIATE", function)
+            result = await transaction_on_thread(conn, "BEGIN IMMEDIATE", function, after=after)
         if self._checkpointer is not None:
             self._checkpointer.poke()
         return result
@@ -177,6 +178,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 
 
+def _copy_back(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+
+
 class _Checkpointer:
     """Copies SQLite's write-ahead log back into the database file in a thread of its own,
     at most once a CHECKPOINT_EVERY after a write, so that commits do not.
@@ -193,6 +198,7 @@ class _Checkpointer:
         self._last = time.monotonic()
         self._running: asyncio.Future[None] | None = None
         self._connection: sqlite3.Connection | None = None
+        self._unfinished = False
 
     def poke(self) -> None:
         """After a write: start a checkpoint if none ran for CHECKPOINT_EVERY."""
@@ -207,10 +213,26 @@ class _Checkpointer:
         running.add_done_callback(self._done)
         self._running = running
 
+    def finish(self) -> Callable[[sqlite3.Connection], None] | None:
+        """What the next write transaction should do once committed: copy back the rest of
+        the WAL after a background checkpoint (see `_checkpoint`), else None."""
+        if not self._unfinished:
+            return None
+        self._unfinished = False
+        return _copy_back
+
     def _checkpoint(self) -> None:
         if self._connection is None:
             self._connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        cursor = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        _, logged, _ = cursor.fetchone()
+        cursor.close()
+        # The WAL starts over only when a write transaction begins with all of it copied
+        # back. Under a steady write load a commit lands while this copies, so that never
+        # happens: the WAL grows until a commit reaches WAL_AUTOCHECKPOINT and copies
+        # 100,000 pages itself. So the writer, right after its next commit, copies back
+        # the few pages written meanwhile; the write transaction after it starts over.
+        self._unfinished = logged > 0
 
     def _done(self, running: asyncio.Future[None]) -> None:
         self._running = None

@@ -25,6 +25,7 @@ transaction the SQLAlchemy connection has open (one hop, no SQLAlchemy per state
 from __future__ import annotations
 
 import collections
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -39,6 +40,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
+
+log = logging.getLogger("cronkeeper.store")
 
 T = TypeVar("T")
 Outcome = tuple[Any, list[Any] | None, int, int | None]
@@ -241,23 +244,33 @@ async def run_on_thread(conn: AsyncConnection, function: Callable[..., T], *args
 
 
 async def transaction_on_thread(
-    conn: AsyncConnection, begin: str, function: Callable[..., T], *args: Any
+    conn: AsyncConnection,
+    begin: str,
+    function: Callable[..., T],
+    *args: Any,
+    after: Callable[[sqlite3.Connection], None] | None = None,
 ) -> T:
     """A whole write transaction in one hop: `begin` (e.g. `BEGIN IMMEDIATE`), then
     `function(sqlite3_connection, *args)`, then COMMIT — or ROLLBACK if it raised, and the
-    error raised here. `conn` must have no transaction open (none is, for SQLAlchemy)."""
+    error raised here. `after(sqlite3_connection)` runs in the same hop once committed; its
+    error is logged, never raised (the transaction stands). `conn` must have no
+    transaction open (none is, for SQLAlchemy)."""
     adapted = _adapted(await conn.get_raw_connection())
     assert not adapted._open, "transaction_on_thread opens its own transaction"
     driver = adapted._connection
     async with adapted._execute_mutex:
         result: T = await driver._execute(
-            partial(_transaction, driver._conn, begin, function, args)
+            partial(_transaction, driver._conn, begin, function, args, after)
         )
     return result
 
 
 def _transaction(
-    connection: sqlite3.Connection, begin: str, function: Callable[..., T], args: Sequence[Any]
+    connection: sqlite3.Connection,
+    begin: str,
+    function: Callable[..., T],
+    args: Sequence[Any],
+    after: Callable[[sqlite3.Connection], None] | None,
 ) -> T:
     connection.execute(begin).close()
     try:
@@ -266,6 +279,11 @@ def _transaction(
     except BaseException:
         connection.rollback()
         raise
+    if after is not None:
+        try:
+            after(connection)
+        except sqlite3.Error as error:
+            log.warning("after a commit: %s", error)
     return result
 
 

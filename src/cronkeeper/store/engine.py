@@ -35,9 +35,11 @@ log = logging.getLogger("cronkeeper.store")
 #: without one. At 10,000 pings wrote that many pages several times a second, and those
 #: commits (35–60 ms each) set the ping p99.
 WAL_AUTOCHECKPOINT = 100_000
-#: Seconds between the server's background checkpoints: often enough that one finds the
-#: WAL fully copied back (and the next writer starts it over) under a steady write load.
-CHECKPOINT_EVERY = 0.25
+#: Seconds between the server's background checkpoints. After each, the next commit
+#: copies back what was written meanwhile and syncs the file (see `_Checkpointer`): the
+#: more often, the less each of those commits carries. Pings, 64 clients: 0.25 s → p99
+#: 33–36 ms at ~6,200/s; 0.1 s → p99 28 ms at ~5,400/s; 0.05 s → p99 36 ms, 4,900/s.
+CHECKPOINT_EVERY = 0.1
 #: Bytes a WAL file is cut back to when it starts over (it keeps its largest size otherwise).
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 

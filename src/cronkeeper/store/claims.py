@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Select, Table, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,6 +53,11 @@ def skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
     if conn.dialect.name == "postgresql":
         return query.with_for_update(skip_locked=True)
     return query
+
+
+def insert_into(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
+    """An INSERT into `table` in `conn`'s dialect, which has ON CONFLICT clauses."""
+    return pg_insert(table) if conn.dialect.name == "postgresql" else sqlite_insert(table)
 
 
 async def due_jobs(conn: AsyncConnection, horizon: datetime, limit: int) -> list[DueJob]:
@@ -103,9 +110,8 @@ async def insert_slot_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]
     """
     if not rows:
         return set()
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        dialect_insert(runs)
+        insert_into(conn, runs)
         .on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"])
         .returning(runs.c.id)
     )

@@ -18,15 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.monitor import COUNTED, Anchor, FinishedRun, MaintenanceWindow
 from cronkeeper.domain.states import MonitorState, RunStatus
 from cronkeeper.store.bulk import SQLITE, reader
-from cronkeeper.store.claims import skip_locked
+from cronkeeper.store.claims import insert_into, skip_locked
 from cronkeeper.store.specs import SPEC_TEXT, spec_of
 from cronkeeper.store.tables import (
     alerts,
@@ -415,8 +413,7 @@ async def set_value(conn: AsyncConnection, key: str, value: str, now: datetime) 
 
     Race: two processes storing the same key for the first time (two monitors ticking on
     PostgreSQL) — one statement with ON CONFLICT lets both through; the later write wins."""
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(system_values).values(key=key, value=value, updated_at=now)
+    statement = insert_into(conn, system_values).values(key=key, value=value, updated_at=now)
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[system_values.c.key],

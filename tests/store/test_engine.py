@@ -153,6 +153,15 @@ async def test_two_sqlite_databases_on_one_file_write_concurrently_without_lock_
     assert len(await _project_slugs(sqlite_db)) == 40
 
 
+async def _fill_wal(db: Database) -> None:
+    """Five write transactions of 80 projects of 4 KB each: ~500 pages (2 MB) of WAL."""
+    for number in range(1, 6):
+        async with db.write() as conn:
+            for row in range(80):
+                name = f"p{number}-{row}"
+                await project_store.insert_project(conn, name, "x" * 4000, name, NOW)
+
+
 async def test_the_wal_is_copied_back_in_the_background_not_by_the_commits(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,11 +176,7 @@ async def test_the_wal_is_copied_back_in_the_background_not_by_the_commits(
             pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
         assert pages == engine.WAL_AUTOCHECKPOINT
         size = path.stat().st_size
-        for number in range(1, 6):  # ~2,000 pages, none copied back: CHECKPOINT_EVERY
-            async with db.write() as conn:
-                for row in range(80):
-                    name = f"p{number}-{row}"
-                    await project_store.insert_project(conn, name, "x" * 4000, name, NOW)
+        await _fill_wal(db)  # none copied back: CHECKPOINT_EVERY
         assert path.stat().st_size == size  # all of it still in the WAL
         monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
         async with db.write() as conn:
@@ -196,11 +201,7 @@ async def test_a_wal_grown_by_a_burst_of_writes_is_cut_back_once_copied(
     db = create_database(sqlite_url)
     wal = Path(sqlite_url.removeprefix("sqlite:///") + "-wal")
     try:
-        for number in range(1, 6):  # ~500 pages (2 MB) into the WAL
-            async with db.write() as conn:
-                for row in range(80):
-                    name = f"p{number}-{row}"
-                    await project_store.insert_project(conn, name, "x" * 4000, name, NOW)
+        await _fill_wal(db)
         assert wal.stat().st_size > 1_000_000
         monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
         for number in range(100):

@@ -19,6 +19,7 @@ exit code and one line on stderr. Nothing else should escape to a user.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,18 @@ class FieldError:
 
 class CronkeeperError(Exception):
     """Base of every error Cronkeeper raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled whole (its fields, not the constructor's arguments): the ping writer
+        # process (store/write_process.py) sends these back as results.
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+def _restore(kind: type[CronkeeperError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = kind.__new__(kind)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidInput(CronkeeperError):

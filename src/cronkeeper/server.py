@@ -78,6 +78,8 @@ async def serve(settings: Settings, announce: Callable[[str], None]) -> None:
         settings.db, base_url=settings.base_url, ssrf=policy, outage_gap=settings.outage_gap
     )
     try:
+        if settings.write_process and settings.role in ("all", "api"):
+            ctx.db.start_write_process()  # pings come in through the API
         first_key = await bootstrap(ctx)
         announce(_banner(settings, ctx.db.features.name, first_key))
         async with _executors(ctx, policy) as executors:

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     event_loop: EventLoop = Field(
         default="auto", description="The server's event loop: uvloop when installed (auto)"
     )
+    write_process: bool = Field(
+        default=True,
+        description="SQLite: write ping batches in a second process (uses a second core)",
+    )
     outage_gap: float = Field(
         default=30.0, gt=0, description="Seconds without a monitor tick that are our own outage"
     )

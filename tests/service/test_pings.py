@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,18 @@ from cronkeeper.service.projects import ensure_project
 from cronkeeper.store import runs as run_store
 from cronkeeper.store.tables import attempts, flips, jobs
 from cronkeeper.testing import FakeClock
+
+
+@pytest.fixture(params=["in this process", "in the writer process"])
+async def ctx(request: pytest.FixtureRequest, ctx: Context) -> AsyncIterator[Context]:
+    """Every test twice on SQLite: batches written on the connection's thread, and in the
+    writer process `serve` starts (store/write_process.py), which must behave the same."""
+    if request.param == "in the writer process":
+        if not ctx.db.start_write_process():
+            pytest.skip("the writer process is SQLite's")
+        assert ctx.db.write_process is not None
+        assert await ctx.db.write_process.wait_ready()
+    yield ctx
 
 
 @pytest.fixture

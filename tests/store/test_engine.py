@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from cronkeeper.service.context import Context
-from cronkeeper.store import engine
 from cronkeeper.store import projects as project_store
+from cronkeeper.store import sqlite_connection
 from cronkeeper.store.engine import Database, create_database, normalise_db_url
 from cronkeeper.store.migrate import upgrade
 from cronkeeper.store.tables import jobs, projects
@@ -168,17 +168,17 @@ async def test_the_wal_is_copied_back_in_the_background_not_by_the_commits(
     """Commits leave the WAL alone (autocheckpoint far off); the checkpointer copies it
     back into the database file after a write, so the file grows without any commit
     having done it."""
-    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 3600.0)
+    monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 3600.0)
     db = create_database(sqlite_url)
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     try:
         async with db.read() as conn:
             pages = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
-        assert pages == engine.WAL_AUTOCHECKPOINT
+        assert pages == sqlite_connection.WAL_AUTOCHECKPOINT
         size = path.stat().st_size
         await _fill_wal(db)  # none copied back: CHECKPOINT_EVERY
         assert path.stat().st_size == size  # all of it still in the WAL
-        monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
+        monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 0.0)
         async with db.write() as conn:
             await project_store.insert_project(conn, "last", "P", "k-last", NOW)
         for _ in range(100):  # while the connections stay open (closing one copies too)
@@ -196,14 +196,14 @@ async def test_a_wal_grown_by_a_burst_of_writes_is_cut_back_once_copied(
     """A burst of writes grows the WAL file; once the checkpointer has copied it back, the
     next write starts it over and cuts the file back to WAL_SIZE_LIMIT instead of keeping
     its largest size on disk."""
-    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 3600.0)
-    monkeypatch.setattr(engine, "WAL_SIZE_LIMIT", 100_000)
+    monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 3600.0)
+    monkeypatch.setattr(sqlite_connection, "WAL_SIZE_LIMIT", 100_000)
     db = create_database(sqlite_url)
     wal = Path(sqlite_url.removeprefix("sqlite:///") + "-wal")
     try:
         await _fill_wal(db)
         assert wal.stat().st_size > 1_000_000
-        monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
+        monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 0.0)
         for number in range(100):
             async with db.write() as conn:
                 await project_store.insert_project(conn, f"n{number}", "P", f"k{number}", NOW)
@@ -222,7 +222,7 @@ async def test_under_a_steady_write_load_the_wal_starts_over(
     the WAL keeps starting over, so its file stays a fraction of all that was written
     (without the writer finishing the checkpoints, no checkpoint ever finds the WAL
     copied back whole, and the file holds every write)."""
-    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.05)
+    monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 0.05)
     db = create_database(sqlite_url)
     wal = Path(sqlite_url.removeprefix("sqlite:///") + "-wal")
     written = 0

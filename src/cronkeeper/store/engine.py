@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
@@ -21,27 +21,16 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from cronkeeper.store.sqlite_connection import Checkpointer, configure_connection
 from cronkeeper.store.sqlite_driver import dbapi, end_read, transaction_on_thread
-from cronkeeper.store.writer import GroupWriter
+from cronkeeper.store.write_process import WriteProcess
+from cronkeeper.store.writer import Declined, FormWork, GroupWriter, run_forms
 
 T = TypeVar("T")
 
 #: The connection type services pass to store functions (they never import sqlalchemy).
 Connection = AsyncConnection
 log = logging.getLogger("cronkeeper.store")
-#: SQLite: WAL pages after which a commit copies the WAL back itself, syncing the database
-#: file, while every writer waits (SQLite's default is 1,000). Large, because the server's
-#: checkpointer does that work off the write path; this is the backstop for processes
-#: without one. At 10,000 pings wrote that many pages several times a second, and those
-#: commits (35–60 ms each) set the ping p99.
-WAL_AUTOCHECKPOINT = 100_000
-#: Seconds between the server's background checkpoints. After each, the next commit
-#: copies back what was written meanwhile and syncs the file (see `_Checkpointer`): the
-#: more often, the less each of those commits carries. Pings, 64 clients: 0.25 s → p99
-#: 33–36 ms at ~6,200/s; 0.1 s → p99 28 ms at ~5,400/s; 0.05 s → p99 36 ms, 4,900/s.
-CHECKPOINT_EVERY = 0.1
-#: Bytes a WAL file is cut back to when it starts over (it keeps its largest size otherwise).
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,10 +59,13 @@ class Database:
         )
         self._write_lock = asyncio.Lock() if name == "sqlite" else None
         path = engine.url.database if name == "sqlite" else None
-        self._checkpointer = _Checkpointer(path) if path and path != ":memory:" else None
+        self.path = path if path and path != ":memory:" else None
+        self._checkpointer = Checkpointer(self.path) if self.path else None
+        #: The ping writer process, once `start_write_process` was called (SQLite file only).
+        self.write_process: WriteProcess | None = None
         #: Group commit for the hot write paths (pings): many writes, one transaction.
         self.writer = GroupWriter(
-            self.write, on_thread=self.write_on_thread if self.features.writes_on_thread else None
+            self.write, run_forms=self.run_forms if self.features.writes_on_thread else None
         )
 
     @asynccontextmanager
@@ -111,6 +103,29 @@ class Database:
             self._checkpointer.poke()
         return result
 
+    async def run_forms(self, work: FormWork) -> list[Sequence[Any]] | None:
+        """SQLite: the group writer's thread forms as one write transaction (writer.py
+        `run_forms`): in the writer process when it is ready, else on the connection's
+        thread. Their answers, or None when a form declined (nothing written)."""
+        process = self.write_process
+        if process is not None and process.ready:
+            return await process.run(work)
+        try:
+            return await self.write_on_thread(partial(run_forms, work=work))
+        except Declined:
+            return None
+
+    def start_write_process(self) -> bool:
+        """SQLite file: start the writer process that takes the group writer's batches
+        (store/write_process.py); until it is ready they are written here. False where
+        there is none to start (PostgreSQL, an in-memory database)."""
+        if not (self.features.writes_on_thread and self.path):
+            return False
+        if self.write_process is None:
+            self.write_process = WriteProcess(self.path)
+        self.write_process.start()
+        return True
+
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
         async with self.engine.connect() as conn:
@@ -119,9 +134,11 @@ class Database:
     async def dispose(self) -> None:
         """Write what the group writer still holds, then close every connection."""
         await self.writer.close()
+        if self.write_process is not None:
+            await self.write_process.close()
         await self.engine.dispose()
         if self._checkpointer is not None:
-            await self._checkpointer.close()
+            self._checkpointer.close()
 
 
 def normalise_db_url(url: str) -> str:
@@ -160,91 +177,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        # Take transaction control away from the driver so BEGIN is ours to emit.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=30000",
-            f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}",
-            f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}",
-        ):
-            cursor.execute(pragma)
-        cursor.close()
+        configure_connection(dbapi_connection)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
-
-
-def _copy_back(connection: sqlite3.Connection) -> None:
-    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
-
-
-class _Checkpointer:
-    """Copies SQLite's write-ahead log back into the database file in a thread of its own,
-    at most once a CHECKPOINT_EVERY after a write, so that commits do not.
-
-    Why: with SQLite's default, the commit that grows the WAL past 1,000 pages copies it
-    back and syncs the file inside the write transaction, while every writer waits
-    (measured on the ping path: half of the commit time, and the p99). A PASSIVE
-    checkpoint on its own connection waits for nobody: it copies what no reader still
-    needs, and writers go on appending meanwhile.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._last = time.monotonic()
-        self._running: asyncio.Future[None] | None = None
-        self._connection: sqlite3.Connection | None = None
-        self._unfinished = False
-
-    def poke(self) -> None:
-        """After a write: start a checkpoint if none ran for CHECKPOINT_EVERY."""
-        now = time.monotonic()
-        if self._running is not None or now - self._last < CHECKPOINT_EVERY:
-            return
-        self._last = now
-        try:
-            running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
-        except RuntimeError:  # the loop is closing: its last commits stay in the WAL
-            return
-        running.add_done_callback(self._done)
-        self._running = running
-
-    def finish(self) -> Callable[[sqlite3.Connection], None] | None:
-        """What the next write transaction should do once committed: copy back the rest of
-        the WAL after a background checkpoint (see `_checkpoint`), else None."""
-        if not self._unfinished:
-            return None
-        self._unfinished = False
-        return _copy_back
-
-    def _checkpoint(self) -> None:
-        if self._connection is None:
-            self._connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        cursor = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        _, logged, _ = cursor.fetchone()
-        cursor.close()
-        # The WAL starts over only when a write transaction begins with all of it copied
-        # back. Under a steady write load a commit lands while this copies, so that never
-        # happens: the WAL grows until a commit reaches WAL_AUTOCHECKPOINT and copies
-        # 100,000 pages itself. So the writer, right after its next commit, copies back
-        # the few pages written meanwhile; the write transaction after it starts over.
-        self._unfinished = logged > 0
-
-    def _done(self, running: asyncio.Future[None]) -> None:
-        self._running = None
-        if not running.cancelled() and running.exception() is not None:
-            log.warning("WAL checkpoint failed: %s", running.exception())
-
-    async def close(self) -> None:
-        running = self._running
-        if running is not None and running.get_loop() is asyncio.get_running_loop():
-            await asyncio.gather(running, return_exceptions=True)
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None

@@ -260,18 +260,20 @@ async def transaction_on_thread(
     driver = adapted._connection
     async with adapted._execute_mutex:
         result: T = await driver._execute(
-            partial(_transaction, driver._conn, begin, function, args, after)
+            partial(transaction, driver._conn, begin, function, args, after)
         )
     return result
 
 
-def _transaction(
+def transaction(
     connection: sqlite3.Connection,
     begin: str,
     function: Callable[..., T],
     args: Sequence[Any],
     after: Callable[[sqlite3.Connection], None] | None,
 ) -> T:
+    """On `connection`'s own thread: `begin`, `function(connection, *args)`, COMMIT (or
+    ROLLBACK and raise), then `after(connection)`, whose sqlite3 error is only logged."""
     connection.execute(begin).close()
     try:
         result = function(connection, *args)
@@ -326,5 +328,6 @@ __all__: Sequence[str] = (
     "end_read",
     "execute_all",
     "run_on_thread",
+    "transaction",
     "transaction_on_thread",
 )

@@ -15,11 +15,18 @@ the item at fault fails.
 
 A batch function may also have a *thread form* (`thread_form`), a plain function of a
 `sqlite3` connection: on SQLite, when every batch function of a transaction has one, the
-whole transaction — BEGIN, their statements and decisions, COMMIT — is one call on the
-connection's thread (`Database.write_on_thread`) instead of SQLAlchemy statements that
-each cross to that thread and back. A thread form answers None when it cannot do its
-items there (it must have written nothing); the transaction is then rolled back and the
-batch written the ordinary way.
+whole transaction — BEGIN, their statements and decisions, COMMIT — is one call
+(`run_forms`) where a `sqlite3` connection lives: the ping writer process
+(store/write_process.py) or the connection's thread (`Database.write_on_thread`), instead
+of SQLAlchemy statements that each cross to that thread and back. A thread form answers
+None when it cannot do its items there (it must have written nothing); the transaction
+is then rolled back and the batch written the ordinary way. Thread forms are
+module-level functions and their items and results pickle (they may cross to the
+writer process).
+
+If the writer process is lost while it holds a batch (`OutcomeUnknown`), nobody knows
+whether that batch committed: its callers get the error, and nothing is retried (a retry
+could write the batch twice).
 
 The task is started by the first `submit` (the HTTP tests run the app without its
 lifespan) and stopped by `close`, which first writes whatever is queued.
@@ -34,7 +41,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,8 +53,11 @@ Result = TypeVar("Result")
 BatchFunction = Callable[[AsyncConnection, list[Item]], Awaitable[Sequence[Result | Exception]]]
 #: The same on a `sqlite3` connection's own thread; None: "not here, take the usual way".
 ThreadForm = Callable[[sqlite3.Connection, list[Item]], Sequence[Result | Exception] | None]
-#: Runs a function of the `sqlite3` connection as one whole write transaction.
-OnThread = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+#: Thread forms with their items, in the order a transaction runs them.
+FormWork = list[tuple[ThreadForm[Any, Any], list[Any]]]
+#: Runs `run_forms` as one whole write transaction: each form's answers, or None when a
+#: form declined (rolled back, nothing written).
+RunForms = Callable[[FormWork], Awaitable[list[Sequence[Any]] | None]]
 _thread_forms: dict[Any, Any] = {}
 
 
@@ -64,8 +73,27 @@ def thread_form(
     return register
 
 
-class _NotOnThread(Exception):
+class Declined(Exception):
     """A thread form declined its items: roll back, write the batch the usual way."""
+
+
+class OutcomeUnknown(Exception):
+    """The batch's transaction may or may not have committed (its writer process was lost
+    before it answered): the callers are told, the items are not written again."""
+
+
+def run_forms(db: sqlite3.Connection, work: FormWork) -> list[Sequence[Any]]:
+    """Inside a write transaction on `db`: every thread form on its items, their answers
+    in order; Declined if one declined (the caller rolls back)."""
+    answers = []
+    for form, items in work:
+        answered = form(db, items)
+        if answered is None:
+            raise Declined
+        if len(answered) != len(items):
+            raise RuntimeError(f"{form!r} answered {len(answered)} of {len(items)}")
+        answers.append(answered)
+    return answers
 
 
 @dataclass(frozen=True)
@@ -83,10 +111,10 @@ class GroupWriter:
         self,
         begin_write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         max_batch: int = 500,
-        on_thread: OnThread | None = None,
+        run_forms: RunForms | None = None,
     ) -> None:
         self._begin_write = begin_write
-        self._on_thread = on_thread
+        self._run_forms = run_forms
         self.max_batch = max_batch
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
@@ -155,6 +183,11 @@ class GroupWriter:
             return
         try:
             results = await self._transaction(batch)
+        except OutcomeUnknown as error:
+            log.error("%d writes may not have been committed: %s", len(batch), error)
+            for entry in batch:
+                _answer(entry, error)
+            return
         except Exception as error:
             if len(batch) == 1:
                 _answer(batch[0], error)
@@ -174,16 +207,17 @@ class GroupWriter:
             groups.setdefault(entry.apply, []).append(position)
         results: list[Any] = [None] * len(batch)
         forms = [_thread_forms.get(apply) for apply in groups]
-        if self._on_thread is not None and all(forms):
-            work = [
-                (form, [batch[p].item for p in ps], ps)
-                for form, ps in zip(forms, groups.values(), strict=True)
+        if self._run_forms is not None and all(forms):
+            work: FormWork = [
+                (form, [batch[p].item for p in positions])
+                for form, positions in zip(forms, groups.values(), strict=True)
+                if form is not None
             ]
-            try:
-                await self._on_thread(partial(_apply_on_thread, work, results))
-            except _NotOnThread:
-                pass  # rolled back: nothing of it was written
-            else:
+            answered = await self._run_forms(work)
+            if answered is not None:
+                for positions, answers in zip(groups.values(), answered, strict=True):
+                    for position, answer in zip(positions, answers, strict=True):
+                        results[position] = answer
                 return results
         async with self._begin_write() as conn:
             for apply, positions in groups.items():
@@ -202,17 +236,3 @@ def _answer(entry: _Pending, result: Any) -> None:
         entry.waiter.set_exception(result)
     else:
         entry.waiter.set_result(result)
-
-
-def _apply_on_thread(
-    work: list[tuple[Any, list[Any], list[int]]], results: list[Any], db: sqlite3.Connection
-) -> None:
-    """On the connection's thread, inside the transaction: every thread form's items."""
-    for form, items, positions in work:
-        answers = form(db, items)
-        if answers is None:
-            raise _NotOnThread
-        if len(answers) != len(positions):
-            raise RuntimeError(f"{form!r} answered {len(answers)} of {len(positions)}")
-        for position, answer in zip(positions, answers, strict=True):
-            results[position] = answer

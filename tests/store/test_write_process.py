@@ -110,6 +110,23 @@ async def test_batches_are_written_and_committed_by_the_writer_process(db: Datab
     assert sorted(notes(db)) == sorted(f"n{i}" for i in range(20))  # committed: seen here
 
 
+async def test_batches_sent_while_others_are_written_land_in_the_order_submitted(
+    db: Database,
+) -> None:
+    """Two batches are in flight at once; the process writes them one after another, so
+    the ledger holds the items in the order they were submitted (a start ping before its
+    finish)."""
+    submitted = [f"n{i:03d}" for i in range(300)]
+    writes = []
+    for text in submitted:
+        writes.append(asyncio.ensure_future(db.writer.submit(_note, text)))
+        if len(writes) % 7 == 0:
+            await asyncio.sleep(0)  # let batches go out while more arrive
+    await asyncio.gather(*writes)
+    assert notes(db) == submitted
+    assert db.write_process is not None and db.write_process.transactions > 1
+
+
 async def test_an_item_refused_by_its_form_fails_alone(db: Database) -> None:
     good, bad = await asyncio.gather(
         db.writer.submit(_note, "good"),

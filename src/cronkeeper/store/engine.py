@@ -21,7 +21,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from cronkeeper.store.sqlite_connection import Checkpointer, configure_connection
+from cronkeeper.store.sqlite_connection import Checkpointer, configure_connection, is_file
 from cronkeeper.store.sqlite_driver import dbapi, end_read, transaction_on_thread
 from cronkeeper.store.write_process import WriteProcess
 from cronkeeper.store.writer import Declined, FormWork, GroupWriter, run_forms
@@ -59,13 +59,15 @@ class Database:
         )
         self._write_lock = asyncio.Lock() if name == "sqlite" else None
         path = engine.url.database if name == "sqlite" else None
-        self.path = path if path and path != ":memory:" else None
+        self.path = path if path and is_file(path) else None
         self._checkpointer = Checkpointer(self.path) if self.path else None
         #: The ping writer process, once `start_write_process` was called (SQLite file only).
         self.write_process: WriteProcess | None = None
         #: Group commit for the hot write paths (pings): many writes, one transaction.
         self.writer = GroupWriter(
-            self.write, run_forms=self.run_forms if self.features.writes_on_thread else None
+            self.write,
+            run_forms=self.run_forms if self.features.writes_on_thread else None,
+            in_flight=self._batches_in_flight,
         )
 
     @asynccontextmanager
@@ -114,6 +116,12 @@ class Database:
             return await self.write_on_thread(partial(run_forms, work=work))
         except Declined:
             return None
+
+    def _batches_in_flight(self) -> int:
+        """Group writer batches written at once: two while the writer process is ready (it
+        commits one while the next is on its way), else one."""
+        process = self.write_process
+        return 2 if process is not None and process.ready else 1
 
     def start_write_process(self) -> bool:
         """SQLite file: start the writer process that takes the group writer's batches

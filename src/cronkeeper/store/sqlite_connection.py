@@ -1,18 +1,25 @@
-"""How every SQLite connection of Cronkeeper is set up, and how its write-ahead log is
-copied back into the database file off the write path.
+"""How every SQLite connection of Cronkeeper is set up, how write transactions of
+several processes take turns (`WriteLock`), and how the write-ahead log is copied back
+into the database file off the write path (`Checkpointer`).
 
-Shared by the server's connections (engine.py) and the ping writer process
-(write_process.py), which write the same file.
+Shared by the server's connections (engine.py, sqlite_driver.py) and the ping writer
+process (write_process.py), which write the same file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("cronkeeper.store")
 
@@ -51,6 +58,52 @@ def configure_connection(connection: Any) -> None:
     for pragma in pragmas():
         cursor.execute(pragma)
     cursor.close()
+
+
+def is_file(database: str) -> bool:
+    """Whether a SQLite database name is a file of its own (not in memory)."""
+    return bool(database) and database != ":memory:" and "mode=memory" not in database
+
+
+class WriteLock:
+    """The turn to write one ledger, across processes: an exclusive `flock` on the file
+    `<database>-lock`, taken before `BEGIN IMMEDIATE` and given back after COMMIT or
+    ROLLBACK, on the thread that runs the transaction.
+
+    Why: SQLite itself lets a writer that finds the database locked sleep and try again
+    (1, 2, 5, 10 … ms, busy timeout): a writer that keeps writing, such as the ping writer
+    process under load, leaves the other process's writers sleeping through turn after
+    turn (measured: ping p99 338 ms). A waiter on this lock is woken the moment it is
+    given back. (A lock on the database file itself would do, but closing any descriptor
+    of that file drops SQLite's own POSIX locks of the process.)
+    Where `fcntl` is missing (Windows), SQLite's own waiting is all there is.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.path = database + "-lock"
+        self._fd: int | None = None
+        self.held = False
+
+    def acquire(self) -> None:
+        """Wait for the turn (blocking: call it on the transaction's own thread)."""
+        if fcntl is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.held = True
+
+    def release(self) -> None:
+        """Give the turn back (never blocks); nothing if it is not held."""
+        if self.held and self._fd is not None and fcntl is not None:
+            self.held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def copy_back(connection: sqlite3.Connection) -> None:

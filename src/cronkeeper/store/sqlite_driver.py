@@ -41,6 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
+from cronkeeper.store.sqlite_connection import WriteLock, is_file
+
 log = logging.getLogger("cronkeeper.store")
 
 T = TypeVar("T")
@@ -80,8 +82,20 @@ def _run(connection: Any, operation: str, parameters: Any, many: bool) -> Outcom
         cursor.close()
 
 
-def _begin(sql: str) -> Work:
-    return lambda connection: connection.execute(sql).close()
+def _begin(sql: str, lock: WriteLock | None) -> Work:
+    """The work that opens a transaction; a write transaction waits for `lock` first."""
+
+    def begin(connection: sqlite3.Connection) -> None:
+        if lock is not None:
+            lock.acquire()
+        try:
+            connection.execute(sql).close()
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    return begin
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -153,14 +167,17 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     until COMMIT or ROLLBACK: the only way one opens, with the driver's
     `isolation_level = None`, engine.py); `_waiting`, deferred work."""
 
-    __slots__ = ("_begin", "_open", "_waiting")
+    __slots__ = ("_begin", "_lock", "_open", "_waiting")
     _cursor_cls = OneHopCursor
 
-    def __init__(self, dbapi: Any, connection: Any) -> None:
+    def __init__(self, dbapi: Any, connection: Any, lock: WriteLock | None = None) -> None:
         super().__init__(dbapi, connection)
         self._begin: str | None = None
         self._open = False
         self._waiting: list[Work] = []
+        #: The ledger's cross-process turn to write (sqlite_connection.py), for BEGIN
+        #: IMMEDIATE: taken on the thread with the BEGIN, given back after COMMIT/ROLLBACK.
+        self._lock = lock
 
     def begin_later(self, sql: str) -> None:
         """A BEGIN: sent with the transaction's first hop, if it has one."""
@@ -173,7 +190,10 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def take_waiting(self) -> list[Work]:
         """The work the next hop must do first (the BEGIN first), now handed over."""
-        work = [_begin(self._begin)] if self._begin is not None else []
+        work = []
+        if self._begin is not None:
+            writes = "IMMEDIATE" in self._begin.upper()
+            work.append(_begin(self._begin, self._lock if writes else None))
         work += self._waiting
         self._begin, self._waiting = None, []
         return work
@@ -191,6 +211,12 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         except Exception as error:
             self._handle_exception(error)  # still open: the caller rolls back
         self._open = False
+        self.release_lock()
+
+    def release_lock(self) -> None:
+        """Give the turn to write back, if this connection's transaction took it."""
+        if self._lock is not None:
+            self._lock.release()
 
     def end_later(self) -> None:
         """End a read-only transaction without waiting for it: its ROLLBACK is queued on
@@ -208,9 +234,17 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     def rollback(self) -> None:
         never_sent = self._begin is not None
         self._begin, self._waiting = None, []
-        if self._open and not never_sent:
-            super().rollback()
-        self._open = False
+        try:
+            if self._open and not never_sent:
+                super().rollback()
+        finally:
+            self._open = False
+            self.release_lock()
+
+    def close(self) -> None:
+        super().close()
+        if self._lock is not None:
+            self._lock.close()
 
 
 def _commit(connection: sqlite3.Connection) -> None:
@@ -222,7 +256,9 @@ class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
 
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
         connection = super().connect(*arg, **kw)
-        return OneHopConnection(self, connection._connection)
+        database = arg[0] if arg else kw.get("database")
+        lock = WriteLock(database) if isinstance(database, str) and is_file(database) else None
+        return OneHopConnection(self, connection._connection, lock)
 
 
 def _adapted(raw: Any) -> OneHopConnection:
@@ -260,7 +296,7 @@ async def transaction_on_thread(
     driver = adapted._connection
     async with adapted._execute_mutex:
         result: T = await driver._execute(
-            partial(transaction, driver._conn, begin, function, args, after)
+            partial(transaction, driver._conn, begin, function, args, after, adapted._lock)
         )
     return result
 
@@ -271,22 +307,30 @@ def transaction(
     function: Callable[..., T],
     args: Sequence[Any],
     after: Callable[[sqlite3.Connection], None] | None,
+    lock: WriteLock | None = None,
 ) -> T:
-    """On `connection`'s own thread: `begin`, `function(connection, *args)`, COMMIT (or
-    ROLLBACK and raise), then `after(connection)`, whose sqlite3 error is only logged."""
-    connection.execute(begin).close()
+    """On `connection`'s own thread: wait for `lock`, `begin`, `function(connection,
+    *args)`, COMMIT (or ROLLBACK and raise), then `after(connection)`, whose sqlite3 error
+    is only logged; then give `lock` back."""
+    if lock is not None:
+        lock.acquire()
     try:
-        result = function(connection, *args)
-        connection.commit()
-    except BaseException:
-        connection.rollback()
-        raise
-    if after is not None:
+        connection.execute(begin).close()
         try:
-            after(connection)
-        except sqlite3.Error as error:
-            log.warning("after a commit: %s", error)
-    return result
+            result = function(connection, *args)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        if after is not None:
+            try:
+                after(connection)
+            except sqlite3.Error as error:
+                log.warning("after a commit: %s", error)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 async def end_read(conn: AsyncConnection) -> None:

@@ -39,10 +39,11 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from cronkeeper.store.sqlite_connection import Checkpointer, configure_connection
+from cronkeeper.store.sqlite_connection import Checkpointer, WriteLock, configure_connection
 from cronkeeper.store.sqlite_driver import transaction
 from cronkeeper.store.writer import Declined, FormWork, OutcomeUnknown, run_forms
 
@@ -56,18 +57,19 @@ RESTART_AFTER = 1.0
 
 
 class WriteProcess:
-    """The server's handle on the writer process: `start` it, `run` transactions in it
-    (one at a time, in order), `close` it. Not ready (`ready` False) until the process has
-    opened the ledger, and again after it was lost: callers then write themselves."""
+    """The server's handle on the writer process: `start` it, `run` transactions in it,
+    `close` it. Transactions may be sent while earlier ones are still being written: the
+    process runs them one after another in the order sent and answers in that order. Not
+    ready (`ready` False) until the process has opened the ledger, and again after it
+    was lost: callers then write themselves."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._turn = asyncio.Lock()
+        self._replies: deque[asyncio.Future[Any]] = deque()  # one per transaction sent
         self._starting: asyncio.Task[None] | None = None
-        self._watching: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[None] | None = None
         self._closed = False
         #: Transactions the process committed (observability, tests).
         self.transactions = 0
@@ -95,45 +97,46 @@ class WriteProcess:
 
     async def run(self, work: FormWork) -> list[Sequence[Any]] | None:
         """One transaction in the process: the forms' answers, None if one declined. Raises
-        the error that rolled it back, or OutcomeUnknown if the process was lost meanwhile."""
-        async with self._turn:
-            reader, writer = self._reader, self._writer
-            if reader is None or writer is None:
-                raise OutcomeUnknown("the writer process is not running")  # never sent
-            try:
-                _write_frame(writer, pickle.dumps(work, pickle.HIGHEST_PROTOCOL))
-                reply = _load(await _read_frame(reader))
-            except (OSError, EOFError, asyncio.IncompleteReadError) as error:
-                self._lost(f"lost while writing a batch ({error!r})")
-                raise OutcomeUnknown("the writer process was lost while writing") from error
-        kind = reply[0]
+        the error that rolled it back, or OutcomeUnknown if the process was lost before
+        it answered."""
+        writer = self._writer
+        if writer is None or self._closed:
+            raise OutcomeUnknown("the writer process is not running")  # nothing was sent
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._replies.append(reply)
+        payload = pickle.dumps(work, pickle.HIGHEST_PROTOCOL)
+        writer.write(_LENGTH.pack(len(payload)) + payload)
+        kind, *rest = await reply
         if kind == "done":
             self.transactions += 1
-            answers: list[Sequence[Any]] = reply[1]
+            answers: list[Sequence[Any]] = rest[0]
             return answers
         if kind == "declined":
             return None
-        raise reply[1]
+        raise rest[0]
 
     async def close(self) -> None:
-        """End the process once it has finished what it holds; wait for it to exit."""
+        """End the process once it has answered what it holds; wait for it to exit."""
         self._closed = True
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.gather(self._starting, return_exceptions=True)
-        async with self._turn:
-            writer, process = self._writer, self._process
-            self._reader = self._writer = None
-            if writer is not None:
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+        if self._replies:  # the group writer has waited for them: only after a loss
+            await asyncio.gather(*self._replies, return_exceptions=True)
+        writer, process = self._writer, self._process
+        self._writer = None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
         if process is not None:
             try:
                 await asyncio.wait_for(process.wait(), timeout=10)
             except TimeoutError:
                 process.kill()
                 await process.wait()
+        if self._reading is not None:
+            await asyncio.gather(self._reading, return_exceptions=True)
 
     async def _start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -153,38 +156,56 @@ class WriteProcess:
             return
         finally:
             theirs.close()
-        self._process = process
         reader, writer = await asyncio.open_connection(sock=ours)
         try:
             hello = _load(await asyncio.wait_for(_read_frame(reader), START_TIMEOUT))
         except (OSError, EOFError, TimeoutError, asyncio.IncompleteReadError) as error:
             writer.close()
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             log.warning("writer process did not start (%r); writing in-process", error)
             return
         if self._closed:
             writer.close()
             return
         assert hello[0] == "ready"
-        self._reader, self._writer = reader, writer
-        self._watching = asyncio.get_running_loop().create_task(self._watch(process, writer))
+        self._process, self._writer = process, writer
+        self._reading = asyncio.get_running_loop().create_task(
+            self._read_replies(reader, writer, process), name="write-process-replies"
+        )
         log.info("ping writer process %d ready", process.pid)
 
-    async def _watch(self, process: asyncio.subprocess.Process, writer: Any) -> None:
-        """Notice the process ending on its own, so that no batch is sent to it after."""
+    async def _read_replies(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        process: asyncio.subprocess.Process,
+    ) -> None:
+        """Hand each reply to the oldest transaction waiting; until the process ends."""
+        try:
+            while True:
+                reply = _load(await _read_frame(reader))
+                waiting = self._replies.popleft()
+                if not waiting.done():
+                    waiting.set_result(reply)
+        except (OSError, EOFError, asyncio.IncompleteReadError) as error:
+            why = repr(error)
         code = await process.wait()
-        if self._writer is writer and not self._closed:
-            self._lost(f"exited with code {code}")
+        if self._writer is writer:
+            self._lost(f"ended (exit code {code}, {why})")
 
     def _lost(self, why: str) -> None:
-        """Forget the process (the server writes itself meanwhile) and start a new one soon."""
-        log.error("writer process %s: %s", self.pid, why)
+        """Forget the process (the server writes itself meanwhile), fail what it held, and
+        start a new one soon."""
+        if not self._closed:
+            log.error("writer process %s %s", self.pid, why)
         if self._writer is not None:
             self._writer.close()
-        self._reader = self._writer = None
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
+        self._writer = None
+        while self._replies:
+            waiting = self._replies.popleft()
+            if not waiting.done():
+                waiting.set_exception(OutcomeUnknown(f"the writer process {why}"))
         if not self._closed:
             asyncio.get_running_loop().call_later(RESTART_AFTER, self._restart)
 
@@ -203,10 +224,6 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
-def _write_frame(writer: asyncio.StreamWriter, payload: bytes) -> None:
-    writer.write(_LENGTH.pack(len(payload)) + payload)
-
-
 # -- the process ---------------------------------------------------------------------
 
 
@@ -216,22 +233,27 @@ def serve(channel: socket.socket, path: str) -> None:
     db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
     configure_connection(db)
     checkpointer = Checkpointer(path)
+    lock = WriteLock(path)
     stream = channel.makefile("rb")
     _send(channel, ("ready", os.getpid()))
     gc.collect()
     gc.freeze()
     try:
         while (payload := _receive(stream)) is not None:
-            _send(channel, _transact(db, _load(payload), checkpointer))
+            _send(channel, _transact(db, _load(payload), checkpointer, lock))
     finally:
+        lock.close()
         checkpointer.close()
         db.close()
 
 
-def _transact(db: sqlite3.Connection, work: FormWork, checkpointer: Checkpointer) -> Any:
+def _transact(
+    db: sqlite3.Connection, work: FormWork, checkpointer: Checkpointer, lock: WriteLock
+) -> Any:
     """One transaction: BEGIN IMMEDIATE, the forms, COMMIT (the reply says how it went)."""
     try:
-        answers = transaction(db, "BEGIN IMMEDIATE", run_forms, (work,), checkpointer.finish())
+        after = checkpointer.finish()
+        answers = transaction(db, "BEGIN IMMEDIATE", run_forms, (work,), after, lock)
     except Declined:
         return ("declined",)
     except Exception as error:

@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -112,9 +113,11 @@ class GroupWriter:
         begin_write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         max_batch: int = 500,
         run_forms: RunForms | None = None,
+        in_flight: Callable[[], int] = lambda: 1,
     ) -> None:
         self._begin_write = begin_write
         self._run_forms = run_forms
+        self._in_flight = in_flight
         self.max_batch = max_batch
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
@@ -166,15 +169,27 @@ class GroupWriter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-writer")
 
     async def _run(self) -> None:
+        """Take what is queued as the next batch whenever fewer than `in_flight()` batches
+        are being written (1: one after another; 2 with the writer process, which then
+        has the next batch at hand when it commits one, and writes them in order)."""
+        writing: set[asyncio.Task[None]] = set()
         while True:
-            while self._queue:
+            while self._queue and len(writing) < self._in_flight():
                 count = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(count)]
-                await self._write([entry for entry in batch if not entry.waiter.done()])
-            if self._closing:
+                live = [entry for entry in batch if not entry.waiter.done()]
+                task = asyncio.get_running_loop().create_task(self._write(live))
+                writing.add(task)
+                task.add_done_callback(partial(self._written, writing))
+            if self._closing and not self._queue:
+                await asyncio.gather(*writing)
                 return
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    def _written(self, writing: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        writing.discard(task)
+        self._wakeup.set()  # room for the next batch
 
     async def _write(self, batch: list[_Pending]) -> None:
         """Write a batch in one transaction and answer its callers; on failure, retry each

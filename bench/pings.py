@@ -131,8 +131,9 @@ def _scenario(
     with harness.server_process(db, folder, prefix=prefix) as server:
         if server.wait_ready(timeout=60) is None:
             return [f"{dialect}: server not ready; log:\n{server.log_tail()}"]
-        load = harness.LoadMeter(server.pid).start()
-        cpu0 = harness.cpu_seconds(server.pid) or 0.0
+        helpers = harness.children(server.pid)  # the ping writer process (SQLite)
+        ours = [server.pid, *helpers]
+        cpu0 = [harness.cpu_seconds(pid) or 0.0 for pid in ours]
         if py_spy:
             harness.start_profile(server, prof_path, duration=scale["seconds"] - 2)
         command = [
@@ -145,11 +146,14 @@ def _scenario(
             str(script),
             server.url,
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        wrk = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        load = harness.LoadMeter(*ours, wrk.pid).start()
+        out, err = wrk.communicate(timeout=600)
+        noise = load.note()
+        cpu = [(harness.cpu_seconds(pid) or 0.0) - before for pid, before in zip(ours, cpu0)]
+        done = subprocess.CompletedProcess(command, wrk.returncode, out, err)
         if py_spy:
             harness.wait_profiles(server)
-        noise = load.note()
-        cpu = (harness.cpu_seconds(server.pid) or 0.0) - cpu0
         time.sleep(0.5)  # the last in-flight pings commit
         stored = _stored(dialect, db)
         errors = server.errors_logged()
@@ -238,7 +242,7 @@ def _report(
     scale: dict[str, int],
     wrk: dict[str, Any],
     stored: tuple[int, int, int, int],
-    cpu: float,
+    cpu: list[float],
     noise: str,
     errors: list[str],
     prefix: list[str] | None,
@@ -271,8 +275,15 @@ def _report(
         f"(acknowledged {wrk['acked']:,}; {in_ledger - wrk['acked']:+,} in flight at the end) "
         f"→ every acknowledged ping stored: {verdict(complete)}",
         f"  runs: {run_count:,} heartbeat runs, {timed:,} succeeded with a duration",
-        f"  server CPU {cpu / wrk['seconds']:.2f} cores during the load "
-        f"({cpu / max(1, wrk['acked']) * 1e6:,.0f} µs per ping); {noise}",
+        f"  server CPU {sum(cpu) / wrk['seconds']:.2f} cores during the load "
+        f"({sum(cpu) / max(1, wrk['acked']) * 1e6:,.0f} µs per ping)"
+        + (
+            f": server process {cpu[0] / wrk['seconds']:.2f}, writer process "
+            f"{sum(cpu[1:]) / wrk['seconds']:.2f}"
+            if len(cpu) > 1
+            else ""
+        )
+        + f"; {noise} (wrk's own not counted)",
     ]
     if errors:
         lines.append(f"  server log: {len(errors)} error lines, first: {errors[0][:200]}")

@@ -62,6 +62,17 @@ def _broken_on_thread(db: sqlite3.Connection, items: list[str]) -> list[Any]:
     raise sqlite3.OperationalError("disk I/O error")
 
 
+async def _odd(conn: Any, items: list[str]) -> Sequence[Any]:
+    raise AssertionError("only ever written through its thread form")
+
+
+@thread_form(_odd)
+def _odd_on_thread(db: sqlite3.Connection, items: list[str]) -> list[Any]:
+    db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)")
+    db.executemany("INSERT INTO notes (text) VALUES (?)", [(item,) for item in items])
+    return [lambda: None for _ in items]  # committed, but no answer can be pickled
+
+
 # -- fixtures ----------------------------------------------------------------------------
 
 
@@ -147,6 +158,16 @@ async def test_a_failed_transaction_is_rolled_back_in_the_process(db: Database) 
     assert db.write_process is not None and db.write_process.ready
     assert await db.writer.submit(_note, "after") == db.write_process.pid
     assert notes(db) == ["after"]
+
+
+async def test_a_committed_batch_whose_answers_cannot_be_sent_is_not_written_twice(
+    db: Database,
+) -> None:
+    with pytest.raises(OutcomeUnknown, match="could not be sent"):
+        await db.writer.submit(_odd, "once")
+    assert notes(db) == ["once"]
+    assert db.write_process is not None and db.write_process.ready  # it goes on
+    assert await db.writer.submit(_note, "next") == db.write_process.pid
 
 
 async def test_a_process_lost_while_writing_fails_its_batch_once_and_is_replaced(

@@ -18,7 +18,8 @@ SQLite's own write lock (busy timeout), as two servers on one file would.
 Protocol, over a socket pair; every message is a 4-byte big-endian length and a pickle:
   server → here: a FormWork (thread forms with their items), one transaction;
   here → server: ("ready", pid) once the ledger is open, then per transaction
-  ("done", answers) | ("declined",) | ("failed", error: rolled back, nothing written).
+  ("done", answers) | ("declined",) | ("failed", error: rolled back, nothing written) |
+  ("unknown", why: committed, but its answers could not be pickled).
 The process ends when the server closes its end (or dies: the socket reports it).
 If this process dies while it holds a batch, the server cannot know whether the batch
 committed: its pings are answered with an error (writer.py `OutcomeUnknown`), and the
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import os
 import pickle
@@ -45,7 +47,13 @@ from typing import Any, BinaryIO
 
 from cronkeeper.store.sqlite_connection import Checkpointer, WriteLock, configure_connection
 from cronkeeper.store.sqlite_driver import transaction
-from cronkeeper.store.writer import Declined, FormWork, OutcomeUnknown, run_forms
+from cronkeeper.store.writer import (
+    Declined,
+    FormWork,
+    OutcomeUnknown,
+    run_forms,
+    thread_form_modules,
+)
 
 log = logging.getLogger("cronkeeper.store.write_process")
 
@@ -113,6 +121,8 @@ class WriteProcess:
             return answers
         if kind == "declined":
             return None
+        if kind == "unknown":  # committed, but its answers could not be sent back
+            raise OutcomeUnknown(f"the writer process: {rest[0]}")
         raise rest[0]
 
     async def close(self) -> None:
@@ -147,6 +157,7 @@ class WriteProcess:
                 "cronkeeper.store.write_process",
                 str(theirs.fileno()),
                 self.path,
+                *thread_form_modules(),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -227,9 +238,14 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 # -- the process ---------------------------------------------------------------------
 
 
-def serve(channel: socket.socket, path: str) -> None:
-    """The process: open the ledger, say so, then run each transaction sent until the
-    server closes its end."""
+def serve(channel: socket.socket, path: str, modules: Sequence[str] = ()) -> None:
+    """The process: import the thread forms' modules, open the ledger, say so, then run
+    each transaction sent until the server closes its end."""
+    for module in modules:
+        try:
+            importlib.import_module(module)  # ~1 s: not while the first batch waits
+        except ImportError as error:  # its batches will fail, not the process
+            log.warning("writer process cannot import %s: %s", module, error)
     db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
     configure_connection(db)
     checkpointer = Checkpointer(path)
@@ -240,7 +256,7 @@ def serve(channel: socket.socket, path: str) -> None:
     gc.freeze()
     try:
         while (payload := _receive(stream)) is not None:
-            _send(channel, _transact(db, _load(payload), checkpointer, lock))
+            _send(channel, _transact(db, payload, checkpointer, lock))
     finally:
         lock.close()
         checkpointer.close()
@@ -248,10 +264,11 @@ def serve(channel: socket.socket, path: str) -> None:
 
 
 def _transact(
-    db: sqlite3.Connection, work: FormWork, checkpointer: Checkpointer, lock: WriteLock
+    db: sqlite3.Connection, payload: bytes, checkpointer: Checkpointer, lock: WriteLock
 ) -> Any:
     """One transaction: BEGIN IMMEDIATE, the forms, COMMIT (the reply says how it went)."""
     try:
+        work: FormWork = _load(payload)
         after = checkpointer.finish()
         answers = transaction(db, "BEGIN IMMEDIATE", run_forms, (work,), after, lock)
     except Declined:
@@ -272,20 +289,26 @@ def _receive(stream: BinaryIO) -> bytes | None:
 
 
 def _send(channel: socket.socket, message: Any) -> None:
-    payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    try:
+        payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    except Exception as error:  # an answer that cannot cross: say what is known
+        said = f"its reply could not be sent ({error!r})"
+        fallback = ("unknown", said) if message[0] == "done" else ("failed", RuntimeError(said))
+        payload = pickle.dumps(fallback, pickle.HIGHEST_PROTOCOL)
     channel.sendall(_LENGTH.pack(len(payload)) + payload)
 
 
 def main(argv: list[str]) -> int:
-    """`python -m cronkeeper.store.write_process FD PATH` (started by `WriteProcess`)."""
+    """`python -m cronkeeper.store.write_process FD PATH [MODULE …]` (started by
+    `WriteProcess`)."""
     # The server drains and then closes the socket; a Ctrl-C or SIGTERM sent to the whole
     # process group must not end this process before that.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    fd, path = int(argv[0]), argv[1]
+    fd, path, modules = int(argv[0]), argv[1], argv[2:]
     with socket.socket(fileno=fd) as channel:
-        serve(channel, path)
+        serve(channel, path, modules)
     return 0
 
 

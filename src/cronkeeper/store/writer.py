@@ -74,6 +74,12 @@ def thread_form(
     return register
 
 
+def thread_form_modules() -> list[str]:
+    """The modules that define the thread forms known here (a writer process imports them
+    before it says it is ready, not while it holds the first batch)."""
+    return sorted({form.__module__ for form in _thread_forms.values()})
+
+
 class Declined(Exception):
     """A thread form declined its items: roll back, write the batch the usual way."""
 

@@ -1,43 +1,32 @@
-"""Healthchecks' Management API v3 over heartbeat jobs: the pure mapping both ways.
+"""Healthchecks' Management API v3 over heartbeat jobs: how a check, a ping and a flip read.
 
 A Healthchecks *check* is a Cronkeeper heartbeat job: `uuid` is the job's ping UUID,
 `timeout` (a period in seconds) is the schedule `every {n}s`, `schedule`/`tz` a cron or
 OnCalendar schedule and its zone, `grace` is `start_grace`, `desc` the description, the
 space-separated `tags` string the tag list, and `channels` the job's alert channels.
-Monitor states read as Healthchecks' statuses (`late` is `grace`); a job with a running
-heartbeat run is `started`.
+Monitor states read as Healthchecks' statuses (`late` is `grace`); an open heartbeat run
+is `started: true` (API v3 never reports `started` as a status, v1 did).
 
-Input is validated as Healthchecks validates it (JSON types, 60 s – 1 year bounds) and
-refused with its words: `InvalidInput` whose `detail` reads "json validation error: …".
-Fields we cannot honour (e-mail pings, keyword filters, manual resume, POST-only pings)
-are accepted only at their neutral value.
+The shapes follow Healthchecks' `Check.to_dict`, `Ping.to_dict` and `Flip.to_dict`
+(hc/api/models.py); the request side is `domain/healthchecks_input.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cronkeeper.domain.jobs import TAG_PATTERN, JobSpec, is_valid_slug
+from cronkeeper.domain.jobs import JobSpec
 from cronkeeper.domain.monitor import Anchor, expected_slot
-from cronkeeper.domain.schedules import ScheduleError, parse_schedule, parse_timezone
+from cronkeeper.domain.schedules import parse_schedule
 from cronkeeper.domain.states import JobStatus
-from cronkeeper.errors import FieldError, InvalidInput
 
-UNIQUE_FIELDS = ("name", "slug", "tags", "timeout", "grace")
-MIN_SECONDS, MAX_SECONDS = 60, 31_536_000
-DEFAULT_TIMEOUT, DEFAULT_GRACE = 86_400, 3_600
-MAX_TAGS = 20
-TAG_RULE = f"at most {MAX_TAGS} tags of letters, digits and _ . : -, separated by spaces"
-#: Our field names → Healthchecks', for errors our own job validation raises.
-HC_FIELDS = {"description": "desc", "start_grace": "grace", "timezone": "tz", "alerts": "channels"}
-#: Fields we accept only at their neutral value (the feature does not exist here).
-_NEUTRAL: dict[str, Any] = {
+#: Fields of features Cronkeeper lacks (e-mail pings, keyword filters, manual resume,
+#: POST-only pings), shown and accepted only at their neutral value.
+NEUTRAL: dict[str, Any] = {
     "manual_resume": False,
     "methods": "",
     "subject": "",
@@ -47,6 +36,8 @@ _NEUTRAL: dict[str, Any] = {
     "failure_kw": "",
     "filter_subject": False,
     "filter_body": False,
+    "filter_http_body": False,
+    "filter_default_fail": False,
 }
 #: Monitor state → Healthchecks status.
 _STATUSES = {"new": "new", "up": "up", "late": "grace", "down": "down", "paused": "paused"}
@@ -57,219 +48,34 @@ PING_TYPES = {
     "attempt_failed": "fail",
     "log": "log",
 }
-
-
-def invalid(field: str, problem: str) -> InvalidInput:
-    """A 400 in Healthchecks' words: `json validation error: <field> <problem>`."""
-    return InvalidInput(FieldError(field, problem), f"json validation error: {field} {problem}")
-
-
-def as_hc_error(error: InvalidInput) -> InvalidInput:
-    """Our job validation's error, re-worded with Healthchecks' field names."""
-    first = error.errors[0] if error.errors else FieldError("body", error.detail)
-    root = re.split(r"[.\[]", first.field, maxsplit=1)[0]
-    return invalid(HC_FIELDS.get(root, root), f"is invalid ({first.message})")
-
-
-@dataclass(frozen=True)
-class CheckInput:
-    """The fields a create/update body gave (None: not given), validated."""
-
-    name: str | None = None
-    slug: str | None = None
-    tags: tuple[str, ...] | None = None
-    desc: str | None = None
-    timeout: int | None = None
-    grace: int | None = None
-    schedule: str | None = None
-    tz: str | None = None
-    channels: str | None = None
-    unique: tuple[str, ...] = ()
-
-
-def parse_check_body(body: object) -> CheckInput:
-    """Validate a create/update body; unknown fields (such as `api_key`) are ignored."""
-    if not isinstance(body, dict):
-        raise InvalidInput(
-            FieldError("body", "not an object"), "json validation error: not an object"
-        )
-    for name, neutral in _NEUTRAL.items():
-        if name in body:
-            _check_type(name, body[name], type(neutral))
-            if body[name] != neutral:
-                raise invalid(name, f"is not supported by Cronkeeper (only {neutral!r})")
-    return CheckInput(
-        name=_text(body, "name", 100),
-        slug=_slug(body),
-        tags=_tags(body),
-        desc=_text(body, "desc", 2000),
-        timeout=_seconds(body, "timeout"),
-        grace=_seconds(body, "grace"),
-        schedule=_schedule(body),
-        tz=_tz(body),
-        channels=_text(body, "channels", 10_000),
-        unique=_unique(body),
-    )
-
-
-def _check_type(name: str, value: object, kind: type) -> None:
-    if kind is bool and not isinstance(value, bool):
-        raise invalid(name, "is not a boolean")
-    if kind is str and not isinstance(value, str):
-        raise invalid(name, "is not a string")
-
-
-def _text(body: dict[str, Any], name: str, max_length: int) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    _check_type(name, value, str)
-    if len(value) > max_length:
-        raise invalid(name, "is too long")
-    if "\x00" in value:
-        raise invalid(name, "contains a NUL character")
-    return str(value)
-
-
-def _tags(body: dict[str, Any]) -> tuple[str, ...] | None:
-    text = _text(body, "tags", 500)
-    if text is None:
-        return None
-    tags = tuple(dict.fromkeys(text.split()))
-    if len(tags) > MAX_TAGS or not all(re.match(TAG_PATTERN, tag) for tag in tags):
-        raise invalid("tags", f"has unexpected value ({TAG_RULE})")
-    return tags
-
-
-def _seconds(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(name, "is not a number")
-    if value < MIN_SECONDS:
-        raise invalid(name, "is too small")
-    if value > MAX_SECONDS:
-        raise invalid(name, "is too large")
-    return int(value)
-
-
-def _slug(body: dict[str, Any]) -> str | None:
-    slug = _text(body, "slug", 64)
-    if slug is not None and not is_valid_slug(slug):
-        raise invalid("slug", "has unexpected value (use a-z, 0-9 and '-')")
-    return slug
-
-
-def _schedule(body: dict[str, Any]) -> str | None:
-    text = _text(body, "schedule", 100)
-    if text is None:
-        return None
-    try:
-        schedule = parse_schedule(text)
-    except ScheduleError:
-        raise invalid("schedule", "is not a valid cron or OnCalendar expression") from None
-    if schedule.kind not in ("cron", "oncalendar"):
-        raise invalid("schedule", "is not a valid cron or OnCalendar expression")
-    return schedule.expression
-
-
-def _tz(body: dict[str, Any]) -> str | None:
-    tz = _text(body, "tz", 64)
-    if tz is not None:
-        try:
-            parse_timezone(tz)
-        except ScheduleError:
-            raise invalid("tz", "is not a valid timezone") from None
-    return tz
-
-
-def _unique(body: dict[str, Any]) -> tuple[str, ...]:
-    value = body.get("unique")
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise invalid("unique", "is not an array")
-    if any(item not in UNIQUE_FIELDS for item in value):
-        raise invalid("unique", "has unexpected value")
-    return tuple(value)
-
-
-def slugify(name: str) -> str | None:
-    """A slug made from a check's name, as Healthchecks derives it (None if nothing is
-    left): ASCII, lowercase, runs of other characters become '-'."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
-    return slug or None
-
-
-def job_fields(given: CheckInput, channels: list[str] | None) -> dict[str, Any]:
-    """The job-body fields a create/update sets (`channels` already resolved to ids)."""
-    fields: dict[str, Any] = {}
-    if given.name is not None:
-        fields["name"] = given.name
-    if given.slug is not None:
-        fields["slug"] = given.slug
-    if given.tags is not None:
-        fields["tags"] = list(given.tags)
-    if given.desc is not None:
-        fields["description"] = given.desc
-    if given.schedule is not None:
-        fields["schedule"] = given.schedule
-    elif given.timeout is not None:
-        fields["schedule"] = f"every {given.timeout}s"
-    if given.tz is not None:
-        fields["timezone"] = given.tz
-    if given.grace is not None:
-        fields["start_grace"] = given.grace
-    if channels is not None:
-        fields["alerts"] = {"channels": channels}
-    return fields
-
-
-def new_job_body(slug: str, given: CheckInput, channels: list[str] | None) -> dict[str, Any]:
-    """The whole body of a heartbeat job created through the API (Healthchecks' defaults:
-    a one-day period, one hour of grace)."""
-    body: dict[str, Any] = {
-        "slug": slug,
-        "kind": "heartbeat",
-        "schedule": f"every {DEFAULT_TIMEOUT}s",
-        "start_grace": DEFAULT_GRACE,
-    }
-    return {**body, **job_fields(given, channels)}
-
-
-def parse_channels(text: str) -> list[str] | None:
-    """The channel references of a `channels` value: None for "*" (every channel), else
-    the comma-separated ids or names ("" is none)."""
-    if text.strip() == "*":
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def period_seconds(expression: str | None) -> int | None:
-    """The period of an `every …` schedule in seconds; None for any other kind."""
-    return parse_schedule(expression).period()
+#: The ping events that finish a run (Healthchecks' success and fail pings).
+FINISHING = ("attempt_succeeded", "attempt_failed")
+#: What service/ping_batch.py writes as the message of a log ping that had no body.
+EMPTY_LOG_MESSAGE = "log ping received (empty body)"
+#: A finish further than this from its start gets no `duration` (Healthchecks' MAX_DURATION).
+MAX_DURATION = timedelta(hours=72)
+_MAX_DURATION_MS = MAX_DURATION.total_seconds() * 1000
 
 
 def unique_key(ping_uuid: uuid.UUID) -> str:
-    """The stable id read-only keys see instead of the UUID (sha1 of its hex, as
-    Healthchecks computes it)."""
-    return hashlib.sha1(ping_uuid.hex.encode(), usedforsecurity=False).hexdigest()
+    """The stable id read-only keys see instead of the UUID: sha1 of the first half of its
+    hex, as Healthchecks' `Check.unique_key` computes it."""
+    return hashlib.sha1(ping_uuid.hex[:16].encode(), usedforsecurity=False).hexdigest()
 
 
-def check_status(paused: bool, monitor_state: str, started: bool) -> str:
-    """Healthchecks' status of a job: paused, started (a run is open), or its state."""
-    if paused:
-        return "paused"
-    if started:
-        return "started"
-    return _STATUSES.get(monitor_state, "new")
+def check_status(paused: bool, monitor_state: str) -> str:
+    """Healthchecks' v3 status of a job: new, up, grace, down or paused."""
+    return "paused" if paused else _STATUSES.get(monitor_state, "new")
 
 
 def isostring(moment: datetime | None) -> str | None:
     """Healthchecks' timestamps: UTC, whole seconds, `+00:00`."""
     return None if moment is None else moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def period_seconds(expression: str | None) -> int | None:
+    """The period of an `every …` schedule in seconds; None for any other kind."""
+    return parse_schedule(expression).period()
 
 
 @dataclass(frozen=True)
@@ -279,9 +85,10 @@ class CheckFacts:
     ping_uuid: uuid.UUID
     spec: JobSpec
     monitor_state: str
-    started: bool  # a heartbeat run is open
     n_pings: int
-    last_ping: datetime | None
+    last_finish: datetime | None  # the newest success or fail ping in the ledger
+    reset_at: datetime | None  # the newest flip to `new` (a resume)
+    last_start: datetime | None  # the start of the newest open heartbeat run
     last_duration_ms: int | None
     channels: list[str]  # channel ids
 
@@ -293,13 +100,27 @@ class CheckFacts:
     def timeout(self) -> int | None:
         return period_seconds(self.spec.schedule)
 
+    @property
+    def last_ping(self) -> datetime | None:
+        """Healthchecks' `last_ping`: the last success or fail ping (starts and logs do
+        not count), forgotten when the check is resumed."""
+        if self.last_finish is None or (self.reset_at and self.last_finish <= self.reset_at):
+            return None
+        return self.last_finish
+
 
 def next_ping(facts: CheckFacts) -> datetime | None:
-    """When the monitor expects the next ping (a period after the last one, or the
-    schedule's next slot); None before the first ping and while paused."""
-    if facts.last_ping is None or facts.paused:
+    """When the next ping is due, as Healthchecks' `get_grace_start`: a period after the
+    last ping or the schedule's next slot while up (or in grace), the open run's start if
+    that is sooner; None when new, paused or down with nothing running."""
+    if facts.paused:
         return None
-    return expected_slot(facts.spec, Anchor(facts.last_ping))
+    due = None
+    if facts.monitor_state in ("up", "late") and facts.last_ping is not None:
+        due = expected_slot(facts.spec, Anchor(facts.last_ping))
+    if facts.last_start is not None and facts.monitor_state != "down":
+        due = facts.last_start if due is None else min(due, facts.last_start)
+    return due
 
 
 def check_json(
@@ -315,15 +136,15 @@ def check_json(
         "desc": spec.description,
         "grace": int(spec.start_grace),
         "n_pings": facts.n_pings,
-        "status": check_status(facts.paused, facts.monitor_state, facts.started),
-        "started": facts.started,
+        "status": check_status(facts.paused, facts.monitor_state),
+        "started": facts.last_start is not None,
         "last_ping": isostring(facts.last_ping),
         "next_ping": isostring(next_ping(facts)),
-        **_NEUTRAL,
-        "badge_url": badge_url,
+        **NEUTRAL,
     }
-    if facts.last_duration_ms is not None:
+    if facts.last_duration_ms:  # Healthchecks leaves out a zero or unknown duration
         result["last_duration"] = facts.last_duration_ms // 1000
+    result["badge_url"] = badge_url
     if readonly:
         result["unique_key"] = unique_key(facts.ping_uuid)
     else:
@@ -335,7 +156,7 @@ def check_json(
             update_url=update_url,
             pause_url=f"{update_url}/pause",
             resume_url=f"{update_url}/resume",
-            channels=",".join(facts.channels),
+            channels=",".join(sorted(facts.channels)),
         )
     if spec.schedule and facts.timeout is None:
         result.update(schedule=spec.schedule, tz=spec.timezone)
@@ -344,52 +165,48 @@ def check_json(
     return result
 
 
-def matches_unique(facts: CheckFacts, given: CheckInput) -> bool:
-    """True when an existing check equals the body on every field named in `unique`."""
-    wanted: dict[str, object] = {
-        "name": given.name,
-        "slug": given.slug,
-        "tags": given.tags,
-        "timeout": given.timeout,
-        "grace": given.grace,
-    }
-    spec = facts.spec
-    have: dict[str, object] = {
-        "name": spec.name,
-        "slug": spec.slug,
-        "tags": spec.tags,
-        "timeout": facts.timeout,
-        "grace": int(spec.start_grace),
-    }
-    return all(wanted[name] is not None and wanted[name] == have[name] for name in given.unique)
-
-
 @dataclass(frozen=True)
 class PingEvent:
-    """An event of a heartbeat run that a ping left (its `data` names the client)."""
+    """An event of a heartbeat run that a ping left (its `data` names the client), with
+    what the ledger kept of the ping's body: a finish's is its attempt's, a start's the
+    log line written with it, a log ping's its message."""
 
     type: str
     at: datetime
     data: dict[str, Any]
     run_duration_ms: int | None
+    message: str | None = None
+    attempt_body: str | None = None
+    start_body: str | None = None
+
+    @property
+    def body(self) -> str | None:
+        """The ping's logged body, None if it had none."""
+        if self.type in FINISHING:
+            return self.attempt_body or None
+        if self.type == "attempt_started":
+            return self.start_body or None
+        return None if self.message in (None, "", EMPTY_LOG_MESSAGE) else self.message
 
 
-def ping_json(event: PingEvent, n: int, scheme: str) -> dict[str, Any]:
-    """A ping as Healthchecks' `GET …/pings/` lists it (`duration` on a finish that
-    closed a start, in seconds)."""
+def ping_json(event: PingEvent, n: int, scheme: str, body_url: str | None) -> dict[str, Any]:
+    """A ping as Healthchecks' `GET …/pings/` lists it (`duration`, in seconds, on a
+    finish that closed a start less than 72 hours before)."""
     kind = PING_TYPES[event.type]
     result: dict[str, Any] = {
         "type": kind,
         "date": event.at.astimezone(UTC).isoformat(),
         "n": n,
         "scheme": scheme,
-        "remote_addr": event.data.get("remote_addr", ""),
+        "remote_addr": event.data.get("remote_addr"),
         "method": event.data.get("method", ""),
         "ua": event.data.get("user_agent", ""),
         "rid": event.data.get("rid"),
+        "body_url": body_url if event.body else None,
     }
-    if kind in ("success", "fail") and event.run_duration_ms is not None:
-        result["duration"] = event.run_duration_ms / 1000
+    duration = event.run_duration_ms
+    if kind in ("success", "fail") and duration is not None and duration < _MAX_DURATION_MS:
+        result["duration"] = duration / 1000
     return result
 
 

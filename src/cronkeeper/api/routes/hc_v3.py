@@ -2,14 +2,19 @@
 Healthchecks works with only its base URL changed:
 
     GET|POST   /api/v3/checks/                  list (?tag= repeatable, ?slug=) | create
-    GET|POST|DELETE /api/v3/checks/<uuid|unique_key>
+    GET        /api/v3/checks/<uuid|unique_key>
+    POST|DELETE /api/v3/checks/<uuid>
     POST       /api/v3/checks/<uuid>/pause, /resume
-    GET        /api/v3/checks/<uuid>/pings/, /flips/ (?seconds= ?start= ?end=)
+    GET        /api/v3/checks/<uuid>/pings/, /pings/<n>/body
+    GET        /api/v3/checks/<uuid|unique_key>/flips/ (?seconds= ?start= ?end=)
     GET        /api/v3/channels/, /api/v3/badges/, /api/v3/status/
 
 Plain Starlette routes outside the OpenAPI document: this surface follows Healthchecks'
-conventions, not ours — `X-Api-Key` (or `api_key` in a JSON body), bare JSON answers,
-errors as `{"error": "…"}` with 400/401/403/404/409. Trailing slashes are optional.
+conventions (hc/api/views.py), not ours — `X-Api-Key` (or `api_key` in a JSON body), bare
+JSON answers, errors as `{"error": "…"}` with 400/401/403/404, a plain-text 409 for
+resuming an active check. A read key works only where Healthchecks' read-only key does
+(list, get, flips, badges); elsewhere it is a `401 wrong api key`, as there. Trailing
+slashes are optional.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from cronkeeper.domain.healthchecks_input import parse_flip_query
 from cronkeeper.domain.models import Actor
 from cronkeeper.domain.ratelimit import TokenBuckets
+from cronkeeper.domain.states import KeyRole
 from cronkeeper.errors import (
     Conflict,
     Forbidden,
@@ -60,6 +67,11 @@ def answer(body: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=CORS)
 
 
+def not_allowed(methods: list[str]) -> Response:
+    """Healthchecks' 405: no body."""
+    return Response(status_code=405, headers={**CORS, "Allow": ", ".join(methods)})
+
+
 def hc_v3_mount(ctx: Context) -> Mount:
     """Every v3 route under `/api/v3`, bound to `ctx`."""
     table: list[tuple[str, dict[str, Handler]]] = [
@@ -68,6 +80,7 @@ def hc_v3_mount(ctx: Context) -> Mount:
         ("/checks/{code}/pause", {"POST": _pause}),
         ("/checks/{code}/resume", {"POST": _resume}),
         ("/checks/{code}/pings/", {"GET": _pings}),
+        ("/checks/{code}/pings/{n:int}/body", {"GET": _ping_body}),
         ("/checks/{code}/flips/", {"GET": _flips}),
         ("/channels/", {"GET": _channels}),
         ("/badges/", {"GET": _badges}),
@@ -99,11 +112,14 @@ def _endpoint(
             return Response(status_code=204, headers=PREFLIGHT)
         method = "GET" if request.method == "HEAD" else request.method
         if method not in handlers:
-            return error(405, "method not allowed", {"Allow": ", ".join(handlers)})
+            return not_allowed(list(handlers))
+        handler = handlers[method]
         try:
             body = await _json_body(request)
             actor = await _authenticate(ctx, request, body)
-            return await handlers[method](ctx, actor, request, body)
+            if handler not in READ_KEY_HANDLERS and not actor.role.allows(KeyRole.WRITE):
+                raise Unauthenticated("wrong api key")  # as a read-only key is, there
+            return await handler(ctx, actor, request, body)
         except MalformedBody:
             return error(400, "could not parse request body")
         except InvalidInput as problem:
@@ -163,6 +179,11 @@ def _code(request: Request) -> str:
     return str(request.path_params["code"])
 
 
+def _is_unique_key(code: str) -> bool:
+    """A 40-character code: Healthchecks routes these to the read-only views only."""
+    return len(code) == 40 and code.isascii() and code.isalnum()
+
+
 async def _list_checks(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]) -> Response:
     tags = request.query_params.getlist("tag")
     checks = await hc_service.list_checks(ctx, actor, tags, request.query_params.get("slug"))
@@ -181,10 +202,14 @@ async def _get_check(ctx: Context, actor: Actor, request: Request, _: dict[str, 
 async def _update_check(
     ctx: Context, actor: Actor, request: Request, body: dict[str, Any]
 ) -> Response:
+    if _is_unique_key(_code(request)):
+        return not_allowed(["GET"])
     return answer(await hc_service.update_check(ctx, actor, _code(request), body))
 
 
 async def _delete(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]) -> Response:
+    if _is_unique_key(_code(request)):
+        return not_allowed(["GET"])
     return answer(await hc_service.delete_check(ctx, actor, _code(request)))
 
 
@@ -193,15 +218,24 @@ async def _pause(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]
 
 
 async def _resume(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]) -> Response:
-    return answer(await hc_service.set_paused(ctx, actor, _code(request), paused=False))
+    try:
+        return answer(await hc_service.set_paused(ctx, actor, _code(request), paused=False))
+    except Conflict as problem:  # Healthchecks answers this one in plain text
+        return PlainTextResponse(str(problem), 409, headers=CORS)
 
 
 async def _pings(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]) -> Response:
     return answer({"pings": await hc_service.list_pings(ctx, actor, _code(request))})
 
 
+async def _ping_body(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]) -> Response:
+    n = int(request.path_params["n"])
+    body = await hc_service.ping_body(ctx, actor, _code(request), n)
+    return Response(body, media_type="text/plain", headers=CORS)
+
+
 async def _flips(ctx: Context, actor: Actor, request: Request, _: dict[str, Any]) -> Response:
-    query = hc_service.parse_flip_query(dict(request.query_params))
+    query = parse_flip_query(request.query_params)
     return answer({"flips": await hc_service.list_flips(ctx, actor, _code(request), query)})
 
 
@@ -211,3 +245,7 @@ async def _channels(ctx: Context, actor: Actor, _: Request, __: dict[str, Any]) 
 
 async def _badges(ctx: Context, actor: Actor, _: Request, __: dict[str, Any]) -> Response:
     return answer({"badges": await hc_service.list_badges(ctx, actor)})
+
+
+#: The handlers a read key may call (Healthchecks' `authorize_read` views).
+READ_KEY_HANDLERS: frozenset[Handler] = frozenset({_list_checks, _get_check, _flips, _badges})

@@ -3,7 +3,7 @@ durations in words, SMTP URLs, config masking — no I/O."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -17,6 +17,7 @@ from cronkeeper.domain.notifications import (
     JobRef,
     Message,
     RunFacts,
+    SendPlan,
     SendWindow,
     after_attempt,
     describe_duration,
@@ -60,40 +61,74 @@ def test_verdicts_sent_retry_failed_and_disable() -> None:
     assert (permanent.status, permanent.disable_channel) == ("failed", True)
 
 
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
 @given(
-    st.lists(st.floats(0, 0.5, allow_nan=False), min_size=1, max_size=200),
+    st.lists(
+        st.tuples(st.floats(0, 20, allow_nan=False), st.integers(1, 12)), min_size=1, max_size=60
+    ),
     st.integers(1, 10),
     st.floats(1, 30, allow_nan=False),
 )
 def test_the_send_window_never_allows_more_than_the_limit_in_any_window(
-    gaps: list[float], limit: int, window: float
+    bursts: list[tuple[float, int]], limit: int, window: float
 ) -> None:
     rule = SendWindow(limit=limit, window=window)
-    now, sent = 0.0, []
-    for gap in gaps:
-        now += gap
-        if rule.take("channel", now) == 0:
-            sent.append(now)
+    now, sent = T0, list[datetime]()
+    for gap, due in bursts:
+        now += timedelta(seconds=gap)
+        sent += [now] * rule.plan(sent, due, now).messages(due)
+    span = timedelta(seconds=window)
     for index, start in enumerate(sent):
-        inside = [t for t in sent[index:] if t < start + window]
-        assert len(inside) <= limit
+        assert len([t for t in sent[index:] if t < start + span]) <= limit
 
 
 @given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=100), st.integers(1, 5))
-def test_a_refused_send_waits_exactly_until_a_slot_frees(gaps: list[float], limit: int) -> None:
+def test_a_channel_with_no_room_waits_exactly_until_a_place_frees(
+    gaps: list[float], limit: int
+) -> None:
     rule = SendWindow(limit=limit, window=60.0)
-    now = 0.0
+    now, sent = T0, list[datetime]()
     for gap in gaps:
-        now += gap
-        wait = rule.take("c", now)
-        if wait > 0:
-            assert rule.take("c", now + wait) == 0.0  # delayed, never dropped
+        now += timedelta(seconds=gap)
+        plan = rule.plan(sent, 1, now)
+        if plan.how == "wait":
+            assert plan.wait_until is not None and plan.wait_until > now
+            assert rule.plan(sent, 1, plan.wait_until).how == "each"  # late, never dropped
+            assert rule.room(sent, plan.wait_until - timedelta(microseconds=1)) == 0
+        else:
+            sent.append(now)
 
 
-def test_channels_have_separate_windows() -> None:
-    rule = SendWindow(limit=1, window=60)
-    assert rule.take("a", 0) == 0 and rule.take("b", 0) == 0
-    assert rule.take("a", 1) == pytest.approx(59)
+def test_the_plan_is_each_alone_then_one_digest_then_wait() -> None:
+    rule = SendWindow(limit=3, window=60.0)
+    assert rule.plan([], 3, T0) == SendPlan("each")
+    assert rule.plan([], 4, T0) == SendPlan("digest")
+    assert rule.plan([], 4, T0).messages(4) == 1  # a digest takes one place
+    full = [_at(0), _at(1), _at(2)]
+    assert rule.plan(full, 1, _at(10)) == SendPlan("wait", _at(60))
+    assert rule.plan(full, 1, _at(60)) == SendPlan("each")  # the first left the window
+    assert rule.plan(full, 0, _at(10)).messages(0) == 0
+
+
+def test_the_send_window_says_how_much_room_is_left() -> None:
+    window = SendWindow(limit=3, window=60.0)
+    assert window.room([], T0) == 3
+    sent = [_at(0), _at(1)]
+    assert window.room(sent, _at(2)) == 1
+    assert window.room(sent, _at(60.5)) == 2  # the first send left the window
+    assert window.free_at(sent, _at(2)) == _at(2)  # room now
+
+
+def test_messages_logged_out_of_order_still_free_the_oldest_place_first() -> None:
+    rule = SendWindow(limit=2, window=60.0)
+    sent = [_at(30), _at(5), _at(20)]  # two processes' places, read in any order
+    assert rule.free_at(sent, _at(31)) == _at(80)
 
 
 @pytest.mark.parametrize(
@@ -184,18 +219,3 @@ def test_a_digest_names_its_jobs_in_every_rendering_and_survives_storage() -> No
     assert "  - DOWN: A is down (missed) (http://ck/jobs/a)" in lines
     assert "  - UP: DB has recovered (http://ck/jobs/db)" in lines
     assert message_from_payload(message_to_payload(summary)) == summary
-
-
-def test_the_send_window_says_how_much_room_is_left() -> None:
-    window = SendWindow(limit=3, window=60.0)
-    assert window.available("c", 0.0) == 3
-    window.take("c", 0.0)
-    window.take("c", 1.0)
-    assert window.available("c", 2.0) == 1
-    assert window.available("c", 60.5) == 2  # the first send left the window
-
-
-def test_a_send_exactly_one_window_later_is_let_through_despite_float_rounding() -> None:
-    rule = SendWindow(limit=1, window=60.0)
-    assert rule.take("c", 61.0034319012815) == 0.0
-    assert rule.take("c", 4.0284319012815 + 116.975) == 0.0  # found by hypothesis

@@ -3,15 +3,14 @@
 Pure: the notifier (service) gathers ledger facts into a `Message`; channels render it
 (`default_payload`, `template_variables`, `subject`, `text_body`) and report a
 `Delivery`; `after_attempt` decides sent / retry later / failed (and whether the channel
-must be disabled); `SendWindow` spaces messages per channel.
+must be disabled); `SendWindow` spaces messages per channel (`plan`: each, digest, wait).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from cronkeeper.domain.failures import explain
@@ -282,35 +281,62 @@ def is_permanent_http_status(code: int) -> bool:
     return 400 <= code < 500 and code not in (408, 429)
 
 
-#: Float slack when a send leaves the window (now + wait must free the slot it waited for).
-_EPSILON = 1e-6
+@dataclass(frozen=True)
+class SendPlan:
+    """How one channel's due notifications go out now (`SendWindow.plan`)."""
+
+    how: str  # each: one message per notification | digest: ONE for all | wait: none now
+    wait_until: datetime | None = None  # wait: when the window has room again
+
+    def messages(self, notifications: int) -> int:
+        """The messages this plan sends for `notifications` (the places it takes)."""
+        if self.how == "each":
+            return notifications
+        return 1 if self.how == "digest" and notifications else 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class SendWindow:
-    """At most `limit` sends per key in any `window` seconds (a sliding log per key).
+    """At most `limit` messages per channel in any `window` seconds (a sliding log).
 
-    Pure: the caller passes monotonic time. A refused send is not recorded; the caller
-    delays it by the returned wait, so excess messages are late, never dropped."""
+    Pure: the caller passes the times of the channel's messages and now. The times come
+    from the channel's send log, which every notifier process reads and writes under the
+    channel's lock (store/channel_sends.py): the limit holds for the channel, not per
+    process. Notifications the window has no room for wait: late, never dropped."""
 
     limit: int = 30
     window: float = 60.0
-    _sent: dict[str, list[float]] = field(default_factory=dict)
 
-    def available(self, key: str, now: float) -> int:
-        """How many sends `key` may make now."""
-        times = self._sent.setdefault(key, [])
-        del times[: bisect.bisect_right(times, now - self.window + _EPSILON)]
-        return max(0, self.limit - len(times))
+    def start(self, now: datetime) -> datetime:
+        """Messages sent after this moment are inside the window at `now`."""
+        return now - timedelta(seconds=self.window)
 
-    def take(self, key: str, now: float) -> float:
-        """Record a send for `key` now and return 0, or return the seconds to wait."""
-        times = self._sent.setdefault(key, [])
-        del times[: bisect.bisect_right(times, now - self.window + _EPSILON)]
-        if len(times) >= self.limit:
-            return times[-self.limit] + self.window - now
-        times.append(now)
-        return 0.0
+    def room(self, sent: Sequence[datetime], now: datetime) -> int:
+        """How many messages the channel may send now."""
+        return max(0, self.limit - len(self._inside(sent, now)))
+
+    def free_at(self, sent: Sequence[datetime], now: datetime) -> datetime:
+        """When the window has room for one more message (`now` if it has already)."""
+        inside = self._inside(sent, now)
+        if len(inside) < self.limit:
+            return now
+        return inside[-self.limit] + timedelta(seconds=self.window)
+
+    def plan(self, sent: Sequence[datetime], due: int, now: datetime) -> SendPlan:
+        """`due` notifications of one channel: each its own message while the window has
+        room for them all; all of them as ONE digest when it has room for fewer (a burst
+        of 1,000 jobs down is a handful of messages, not 30 now and the rest over half an
+        hour); with no room at all they wait until a place frees."""
+        room = self.room(sent, now)
+        if due <= room:
+            return SendPlan("each")
+        if room > 0:
+            return SendPlan("digest")
+        return SendPlan("wait", self.free_at(sent, now))
+
+    def _inside(self, sent: Sequence[datetime], now: datetime) -> list[datetime]:
+        start = self.start(now)
+        return sorted(moment for moment in sent if moment > start)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """The notifier loop: due alerts → notifications → deliveries, on the injected clock.
 
 Each pass turns due alerts into notifications, then claims due notifications (leased,
-so another process does not send them too) and delivers each in its own task, at most
-`concurrency` at once. Between passes it sleeps until the next alert or retry falls
-due, at most `poll` seconds, and wakes early when the monitor of this process queues
-an alert (`ctx.wakeups.alerts_pending`) or a delivery ends. An error is logged and
-the loop carries on. On stop, deliveries in flight finish (each is bounded by its
-channel's timeout).
+so another process does not send them too) as the messages their channels' rate limits
+have room for — `window`, counted per channel across every process — and sends each
+message in its own task, at most `concurrency` in flight. Between passes it sleeps
+until the next alert, retry or free place in a window falls due, at most `poll`
+seconds, and wakes early when the monitor of this process queues an alert
+(`ctx.wakeups.alerts_pending`) or a delivery ends. An error is logged and the loop
+carries on. On stop, deliveries in flight finish (each is bounded by its channel's
+timeout).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cronkeeper.domain.notifications import SendWindow
 from cronkeeper.runtime.waiting import wait_for_any
 from cronkeeper.service import notifier
 from cronkeeper.service.context import Context
-from cronkeeper.service.notifier import ClaimedDelivery
+from cronkeeper.service.notifier import Send
 
 log = logging.getLogger("cronkeeper.notifier")
 
@@ -52,7 +54,8 @@ class Notifier:
             await self.dispatcher.close()
 
     async def tick(self) -> int:
-        """One pass: process due alerts, start due deliveries; returns how many started."""
+        """One pass: process due alerts, start due deliveries; returns how many notifications
+        they carry."""
         try:
             await notifier.process_due_alerts(self.ctx)
         except Exception:
@@ -61,18 +64,15 @@ class Notifier:
         if free <= 0:
             return 0
         try:
-            claimed = await notifier.claim_deliveries(self.ctx, limit=free)
+            sends = await notifier.claim_deliveries(self.ctx, self.window, limit=free)
         except Exception:
             log.exception("claiming notifications failed; retrying")
             return 0
-        by_channel: dict[object, list[ClaimedDelivery]] = {}
-        for item in claimed:
-            by_channel.setdefault(item.channel.id, []).append(item)
-        for items in by_channel.values():
-            task = asyncio.create_task(self._deliver(items))
+        for send in sends:
+            task = asyncio.create_task(self._deliver(send))
             self.active.add(task)
             task.add_done_callback(self._finished)
-        return len(claimed)
+        return sum(len(send.items) for send in sends)
 
     async def drain(self) -> None:
         """Wait for every delivery in flight."""
@@ -83,14 +83,14 @@ class Notifier:
         self.active.discard(task)
         self._done.set()
 
-    async def _deliver(self, items: list[ClaimedDelivery]) -> None:
-        """Deliver one channel's claimed notifications (a digest when over its limit)."""
+    async def _deliver(self, send: Send) -> None:
+        """Send one claimed message (a notification, or a digest of several)."""
         try:
-            statuses = await notifier.deliver_group(self.ctx, self.dispatcher, self.window, items)
+            statuses = await notifier.deliver_send(self.ctx, self.dispatcher, send)
         except Exception:
-            log.exception("delivering %d notifications failed", len(items))
+            log.exception("delivering %d notifications failed", len(send.items))
             return
-        for item, status in zip(items, statuses, strict=False):
+        for item, status in zip(send.items, statuses, strict=False):
             if status == "failed":
                 log.warning(
                     "notification %s to channel %s failed for good",

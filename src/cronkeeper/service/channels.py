@@ -38,6 +38,7 @@ from cronkeeper.service.context import Context
 from cronkeeper.service.pagination import decode_cursor, encode_cursor, invalid_cursor
 from cronkeeper.service.projects import require_project, require_role
 from cronkeeper.service.validation import load_body
+from cronkeeper.store import channel_sends
 from cronkeeper.store import channels as channel_store
 from cronkeeper.store.channels import Notification
 from cronkeeper.store.engine import Connection
@@ -207,7 +208,8 @@ def test_message(ctx: Context, project_slug: str, now: datetime) -> Message:
 
 async def test_channel(ctx: Context, actor: Actor, project_slug: str, name: str) -> NotificationOut:
     """Send a test message now and record it; a failed delivery is answered (status
-    `failed` with its error), not raised. A test never disables the channel."""
+    `failed` with its error), not raised. A test never disables the channel, and is not
+    held back by its rate limit (it counts toward it)."""
     target = f"channel:{name}"
     try:
         async with ctx.db.read() as conn:
@@ -235,6 +237,9 @@ async def test_channel(ctx: Context, actor: Actor, project_slug: str, name: str)
         channel = await require_channel(conn, project.id, name)
         item = _test_notification(channel, message, delivery, ctx.clock.now())
         await channel_store.insert_notification(conn, item)
+        # sent at once, never held back, but the receiver got it: it counts toward the
+        # channel's rate limit like any message
+        await channel_sends.record_sends(conn, [(channel.id, item.created_at, 1)])
         mutation.diff = {"status": [None, item.status]}
         if item.error:
             mutation.diff["error"] = [None, item.error]

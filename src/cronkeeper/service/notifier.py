@@ -8,15 +8,18 @@
    - `no_channels`: the job names no usable channel (and the project has no default);
    - `sent`: one pending notification per enabled channel, delivered by step 2.
 2. `claim_deliveries` takes due notifications under a lease (so another process does
-   not send them too) and `deliver` sends one: rate limited per channel (excess waits),
-   retried with backoff, failed for good after the last attempt or at once on a
-   permanent error — which also disables the channel, saying why and when.
+   not send them too) as the messages each channel's rate limit has room for — the
+   limit is the channel's, shared by every process through its send log — and
+   `deliver_send` sends one (a notification, or one digest of several): retried with
+   backoff, failed for good after the last attempt or at once on a permanent error —
+   which also disables the channel, saying why and when. Excess waits, never dropped.
 
 Cost per alert (1,000 jobs going down at once, bench `alerts`): a batch of due alerts
 reads its facts with a few statements for the whole batch, claims its `sent` alerts
 with one UPDATE … RETURNING and inserts their notifications with one executemany;
-due notifications are leased with one statement per claim; the results of deliveries
-that end together are written in one group-committed transaction (`db.writer`).
+due notifications are leased with a few statements per claim (the channels' lock,
+window and send log included); the results of deliveries that end together are
+written in one group-committed transaction (`db.writer`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from cronkeeper.domain.notifications import (
     JobRef,
     Message,
     RunFacts,
+    SendPlan,
     SendWindow,
     after_attempt,
     digest,
@@ -43,6 +47,7 @@ from cronkeeper.domain.notifications import (
 )
 from cronkeeper.service.context import Context
 from cronkeeper.store import alert_facts as facts
+from cronkeeper.store import channel_sends
 from cronkeeper.store import channels as store
 from cronkeeper.store.alert_facts import JobFacts
 from cronkeeper.store.channels import Alert, Notification
@@ -225,59 +230,111 @@ async def _message(
     )
 
 
-async def claim_deliveries(ctx: Context, limit: int = 50) -> list[ClaimedDelivery]:
-    """Due notifications, each leased to this process for one attempt."""
+@dataclass(frozen=True)
+class Send:
+    """One message to one channel: a claimed notification, or ONE digest of several."""
+
+    items: list[ClaimedDelivery]
+
+    @property
+    def digest(self) -> bool:
+        return len(self.items) > 1
+
+
+async def claim_deliveries(ctx: Context, window: SendWindow, limit: int = 50) -> list[Send]:
+    """Due notifications, each leased to this process for one attempt, as the messages
+    their channels' rate limits have room for (`SendWindow.plan`: each on its own, one
+    digest, or none yet — those are put off until a place frees, not claimed).
+
+    The room is the channel's, shared by every process: counted from the channel's send
+    log and taken in this transaction under the channel's lock (store/channel_sends.py),
+    so two notifiers never both take its last free place."""
     now = ctx.clock.now()
-    claimed: list[ClaimedDelivery] = []
     async with ctx.db.write() as conn:
-        due = await store.due_notifications(conn, now, limit)
-        deliver_at = await store.alert_deliver_times(
-            conn, [n.alert_id for n, _ in due if n.alert_id is not None]
+        groups: dict[uuid.UUID, list[tuple[Notification, Channel]]] = {}
+        for notification, channel in await store.due_notifications(conn, now, limit):
+            groups.setdefault(channel.id, []).append((notification, channel))
+        plans = await _plan_sends(conn, window, groups, now)
+        for channel_id, plan in plans.items():
+            if plan.wait_until is not None:
+                waiting = [notification for notification, _ in groups.pop(channel_id)]
+                await store.put_off_notifications(conn, waiting, plan.wait_until)
+        sends = await _claim_sends(conn, groups, plans, now)
+        await channel_sends.record_sends(
+            conn,
+            [
+                (send.items[0].channel.id, now, len(send.items))
+                for send in sends
+                if send.items[0].channel.id in plans  # disabled channels send nothing
+            ],
         )
-        taken = await store.claim_notifications(conn, [n for n, _ in due], now + LEASE)
-        for notification, channel in due:
-            if notification.id in taken:
-                since = deliver_at.get(notification.alert_id or -1, notification.created_at)
-                claimed.append(ClaimedDelivery(notification, channel, since))
-    return claimed
+    return sends
 
 
-async def deliver(
-    ctx: Context, dispatcher: Dispatcher, window: SendWindow, item: ClaimedDelivery
-) -> str:
+async def _plan_sends(
+    conn: Connection,
+    window: SendWindow,
+    groups: dict[uuid.UUID, list[tuple[Notification, Channel]]],
+    now: datetime,
+) -> dict[uuid.UUID, SendPlan]:
+    """The plan of each enabled channel, from its send log read under its lock."""
+    limited = [key for key, items in groups.items() if items[0][1].disabled_reason is None]
+    await channel_sends.lock_channels(conn, limited)
+    await channel_sends.forget_sends(conn, limited, window.start(now))
+    sent = await channel_sends.recent_sends(conn, limited, window.start(now))
+    return {key: window.plan(sent.get(key, []), len(groups[key]), now) for key in limited}
+
+
+async def _claim_sends(
+    conn: Connection,
+    groups: dict[uuid.UUID, list[tuple[Notification, Channel]]],
+    plans: dict[uuid.UUID, SendPlan],
+    now: datetime,
+) -> list[Send]:
+    """Lease the notifications to send now and group them into messages by plan."""
+    due = [notification for items in groups.values() for notification, _ in items]
+    taken = await store.claim_notifications(conn, due, now + LEASE)
+    deliver_at = await store.alert_deliver_times(
+        conn, [n.alert_id for n in due if n.id in taken and n.alert_id is not None]
+    )
+    sends: list[Send] = []
+    for channel_id, items in groups.items():
+        claimed = [
+            ClaimedDelivery(n, channel, deliver_at.get(n.alert_id or -1, n.created_at))
+            for n, channel in items
+            if n.id in taken
+        ]
+        plan = plans.get(channel_id)
+        if claimed and plan is not None and plan.how == "digest":
+            sends.append(Send(claimed))
+        else:
+            sends += [Send([item]) for item in claimed]
+    return sends
+
+
+async def deliver(ctx: Context, dispatcher: Dispatcher, item: ClaimedDelivery) -> str:
     """One attempt at one claimed notification; returns the status recorded."""
     channel, notification = item.channel, item.notification
     if channel.disabled_reason is not None:  # disabled after this was queued
         refused = Delivery(False, 0, f"channel disabled: {channel.disabled_reason}")
         return await _record(ctx, item, refused, final=True)
-    wait = window.take(str(channel.id), ctx.clock.monotonic())
-    if wait > 0:  # over the channel's rate limit: later, not dropped
-        later = ctx.clock.now() + timedelta(seconds=wait)
-        await ctx.db.writer.submit(_write_attempts, (notification.id, {"next_attempt_at": later}))
-        return "pending"
     message = message_from_payload(notification.payload or {})
     delivery = await dispatcher.send(channel.kind, channel.config, message)
     return await _record(ctx, item, delivery)
 
 
-async def deliver_group(
-    ctx: Context, dispatcher: Dispatcher, window: SendWindow, items: list[ClaimedDelivery]
-) -> list[str]:
-    """Deliver claimed notifications of ONE channel: one by one while the channel's rate
-    limit has room for them all; otherwise all of them as ONE digest (a burst of 1,000 jobs
-    down is a handful of messages, not 30 now and the rest over half an hour). With no
-    room at all they wait for the window like single messages."""
-    channel = items[0].channel
-    room = window.available(str(channel.id), ctx.clock.monotonic())
-    if len(items) <= room or room == 0 or channel.disabled_reason is not None:
-        return list(await asyncio.gather(*(deliver(ctx, dispatcher, window, i) for i in items)))
-    window.take(str(channel.id), ctx.clock.monotonic())  # the digest's place
-    parts = [message_from_payload(item.notification.payload or {}) for item in items]
-    project = parts[0].project if parts else ""
+async def deliver_send(ctx: Context, dispatcher: Dispatcher, send: Send) -> list[str]:
+    """Send one claimed message — a notification, or ONE digest standing for several —
+    and record the outcome on each notification it carries; returns their statuses."""
+    if not send.digest:
+        return [await deliver(ctx, dispatcher, send.items[0])]
+    channel = send.items[0].channel
+    parts = [message_from_payload(item.notification.payload or {}) for item in send.items]
+    project = parts[0].project
     suffix = "" if project == "default" else f"?project={project}"
     message = digest(parts, f"{ctx.base_url}/{suffix}", ctx.clock.now())
     delivery = await dispatcher.send(channel.kind, channel.config, message)
-    return list(await asyncio.gather(*(_record(ctx, item, delivery) for item in items)))
+    return list(await asyncio.gather(*(_record(ctx, item, delivery) for item in send.items)))
 
 
 async def _record(

@@ -367,6 +367,21 @@ async def claim_notifications(
     """`claim_notification` for many notifications in one statement; returns the ids
     claimed. Race: as `claim_notification` — a row changes only while its
     `next_attempt_at` still has the value this process read."""
+    return await _move_due(conn, due, lease_until)
+
+
+async def put_off_notifications(
+    conn: AsyncConnection, due: Sequence[Notification], until: datetime
+) -> set[uuid.UUID]:
+    """Make due notifications wait until `until` (their channel's rate limit has no room
+    now); returns the ids put off. The same conditional statement as a claim: a row
+    another notifier took meanwhile is left alone."""
+    return await _move_due(conn, due, until)
+
+
+async def _move_due(
+    conn: AsyncConnection, due: Sequence[Notification], to: datetime
+) -> set[uuid.UUID]:
     if not due:
         return set()
     seen = [(item.id, item.next_attempt_at) for item in due]
@@ -376,7 +391,7 @@ async def claim_notifications(
             tuple_(notifications.c.id, notifications.c.next_attempt_at).in_(seen),
             notifications.c.status == "pending",
         )
-        .values(next_attempt_at=lease_until)
+        .values(next_attempt_at=to)
         .returning(notifications.c.id)
     )
     return set((await conn.execute(statement)).scalars())

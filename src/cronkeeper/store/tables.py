@@ -323,6 +323,23 @@ notifications = Table(
     ),
 )
 
+# The channels' send log: one row per message sent to a channel (a digest is ONE row for
+# every notification it carries), written when the notifier claims the message. Every
+# notifier process counts a channel's rows inside the rate limit's window, under the
+# channel's row lock, so the limit holds for the channel across processes
+# (store/channel_sends.py). Rows older than the window are pruned as messages are claimed.
+channel_sends = Table(
+    "channel_sends",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Column("notification_count", Integer, nullable=False),  # 1, or a digest's size
+    Index("ix_channel_sends_channel_sent", "channel_id", "sent_at"),
+)
+
 # A period in which jobs are not alerted (`mute`) or, for jobs we run, not fired
 # (`skip`: their slots become `skipped` runs). One-off (`starts_at`..`ends_at`) or
 # recurring (`schedule` + `duration_s` in `timezone`). `job_slugs`/`tags` narrow it;

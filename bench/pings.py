@@ -150,7 +150,10 @@ def _scenario(
         load = harness.LoadMeter(*ours, wrk.pid).start()
         out, err = wrk.communicate(timeout=600)
         noise = load.note()
-        cpu = [(harness.cpu_seconds(pid) or 0.0) - before for pid, before in zip(ours, cpu0)]
+        cpu = [
+            (harness.cpu_seconds(pid) or 0.0) - before
+            for pid, before in zip(ours, cpu0, strict=True)
+        ]
         done = subprocess.CompletedProcess(command, wrk.returncode, out, err)
         if py_spy:
             harness.wait_profiles(server)

@@ -138,6 +138,37 @@ async def test_batches_sent_while_others_are_written_land_in_the_order_submitted
     assert db.write_process is not None and db.write_process.transactions > 1
 
 
+def test_batches_written_together_get_their_own_answers_back() -> None:
+    """The process merges the batches that arrived meanwhile into one transaction (a
+    form's items together where that form comes next) and hands each batch its answers."""
+    a, b = _note_on_thread, _crash_on_thread
+    works = [[(a, ["a1", "a2"])], [(a, ["a3"]), (b, ["b1"])], [(b, ["b2"]), (a, ["a4"])]]
+    merged, places = write_process._merge(works)  # type: ignore[arg-type]
+    assert merged == [(a, ["a1", "a2", "a3"]), (b, ["b1", "b2"]), (a, ["a4"])]
+    answers = [["A1", "A2", "A3"], ["B1", "B2"], ["A4"]]
+    assert write_process._split(answers, places) == [
+        [["A1", "A2"]],
+        [["A3"], ["B1"]],
+        [["B2"], ["A4"]],
+    ]
+
+
+async def test_a_batch_declined_or_failing_in_a_group_is_then_written_alone(
+    db: Database,
+) -> None:
+    """Several batches written together, one of them failing: the group is rolled back and
+    each batch written alone, so only the failing one fails."""
+    results = await asyncio.gather(
+        *(db.writer.submit(_note, f"ok{i}") for i in range(5)),
+        db.writer.submit(_broken, "x"),
+        *(db.writer.submit(_note, f"ok{i}") for i in range(5, 10)),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], sqlite3.OperationalError)
+    assert notes(db) == [f"ok{i}" for i in range(10)]
+
+
 async def test_an_item_refused_by_its_form_fails_alone(db: Database) -> None:
     good, bad = await asyncio.gather(
         db.writer.submit(_note, "good"),

@@ -31,6 +31,8 @@ T = TypeVar("T")
 #: The connection type services pass to store functions (they never import sqlalchemy).
 Connection = AsyncConnection
 log = logging.getLogger("cronkeeper.store")
+#: Group writer batches on their way to the writer process at once.
+BATCHES_TO_WRITE_PROCESS = 4
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,11 @@ class Database:
             return None
 
     def _batches_in_flight(self) -> int:
-        """Group writer batches written at once: two while the writer process is ready (it
-        commits one while the next is on its way), else one."""
+        """Group writer batches on their way at once: while the writer process is ready,
+        several (it writes all that arrived meanwhile as one transaction: write_process.py),
+        else one."""
         process = self.write_process
-        return 2 if process is not None and process.ready else 1
+        return BATCHES_TO_WRITE_PROCESS if process is not None and process.ready else 1
 
     def start_write_process(self) -> bool:
         """SQLite file: start the writer process that takes the group writer's batches

@@ -15,9 +15,14 @@ declines (a ping that creates or resumes its job) rolls back; the server then wr
 that batch itself, the ordinary way. Writers of the two processes take turns on
 SQLite's own write lock (busy timeout), as two servers on one file would.
 
+Group commit happens here: the server sends each batch as soon as it has it (several
+may be on their way), and this process writes every batch that arrived while it wrote
+the previous ones as ONE transaction, then answers each. So it never waits for the
+server between transactions, and the batches grow with the load.
+
 Protocol, over a socket pair; every message is a 4-byte big-endian length and a pickle:
-  server → here: a FormWork (thread forms with their items), one transaction;
-  here → server: ("ready", pid) once the ledger is open, then per transaction
+  server → here: a FormWork (thread forms with their items), one batch;
+  here → server: ("ready", pid) once the ledger is open, then per batch, in order
   ("done", answers) | ("declined",) | ("failed", error: rolled back, nothing written) |
   ("unknown", why: committed, but its answers could not be pickled).
 The process ends when the server closes its end (or dies: the socket reports it).
@@ -43,7 +48,7 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
 from cronkeeper.store.sqlite_connection import Checkpointer, WriteLock, configure_connection
 from cronkeeper.store.sqlite_driver import transaction
@@ -239,8 +244,9 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 
 
 def serve(channel: socket.socket, path: str, modules: Sequence[str] = ()) -> None:
-    """The process: import the thread forms' modules, open the ledger, say so, then run
-    each transaction sent until the server closes its end."""
+    """The process: import the thread forms' modules, open the ledger, say so, then write
+    what is sent until the server closes its end: each time, every transaction that has
+    arrived meanwhile together, as one (`_write_together`)."""
     for module in modules:
         try:
             importlib.import_module(module)  # ~1 s: not while the first batch waits
@@ -250,25 +256,75 @@ def serve(channel: socket.socket, path: str, modules: Sequence[str] = ()) -> Non
     configure_connection(db)
     checkpointer = Checkpointer(path)
     lock = WriteLock(path)
-    stream = channel.makefile("rb")
+    inbox = _Inbox(channel)
     _send(channel, ("ready", os.getpid()))
     gc.collect()
     gc.freeze()
     try:
-        while (payload := _receive(stream)) is not None:
-            _send(channel, _transact(db, payload, checkpointer, lock))
+        while (payloads := inbox.take()) is not None:
+            for reply in _write_together(db, payloads, checkpointer, lock):
+                _send(channel, reply)
     finally:
         lock.close()
         checkpointer.close()
         db.close()
 
 
+def _write_together(
+    db: sqlite3.Connection, payloads: list[bytes], checkpointer: Checkpointer, lock: WriteLock
+) -> list[Any]:
+    """The transactions sent, as ONE transaction (group commit: the server sends each
+    batch as soon as it has it, and what arrives while this process writes is written
+    together next); a reply for each, in order. If the whole cannot be written together
+    (a form declined, or an error), each is written alone, so each gets its own answer."""
+    works: list[Any] = []
+    for payload in payloads:
+        try:
+            works.append(_load(payload))
+        except Exception as error:
+            works.append(("failed", error))
+    loaded = [work for work in works if isinstance(work, list)]
+    if len(loaded) > 1:
+        merged, places = _merge(loaded)
+        reply = _transact(db, merged, checkpointer, lock)
+        if reply[0] == "done":
+            split = iter(_split(reply[1], places))
+            return [("done", next(split)) if isinstance(w, list) else w for w in works]
+    return [_transact(db, w, checkpointer, lock) if isinstance(w, list) else w for w in works]
+
+
+def _merge(works: list[FormWork]) -> tuple[FormWork, list[list[tuple[int, int, int]]]]:
+    """Several transactions' work as one, in order (a form's items run together where the
+    same form comes next), and where each transaction's answers will be: per transaction,
+    (merged position, offset, count) of each of its forms."""
+    merged: FormWork = []
+    places: list[list[tuple[int, int, int]]] = []
+    for work in works:
+        mine = []
+        for form, items in work:
+            if merged and merged[-1][0] is form:
+                offset = len(merged[-1][1])
+                merged[-1] = (form, [*merged[-1][1], *items])
+            else:
+                offset = 0
+                merged.append((form, list(items)))
+            mine.append((len(merged) - 1, offset, len(items)))
+        places.append(mine)
+    return merged, places
+
+
+def _split(
+    answers: list[Sequence[Any]], places: list[list[tuple[int, int, int]]]
+) -> list[list[Sequence[Any]]]:
+    """The merged transaction's answers, handed back per transaction (`_merge`)."""
+    return [[answers[at][offset : offset + count] for at, offset, count in mine] for mine in places]
+
+
 def _transact(
-    db: sqlite3.Connection, payload: bytes, checkpointer: Checkpointer, lock: WriteLock
+    db: sqlite3.Connection, work: FormWork, checkpointer: Checkpointer, lock: WriteLock
 ) -> Any:
     """One transaction: BEGIN IMMEDIATE, the forms, COMMIT (the reply says how it went)."""
     try:
-        work: FormWork = _load(payload)
         after = checkpointer.finish()
         answers = transaction(db, "BEGIN IMMEDIATE", run_forms, (work,), after, lock)
     except Declined:
@@ -279,13 +335,45 @@ def _transact(
     return ("done", answers)
 
 
-def _receive(stream: BinaryIO) -> bytes | None:
-    header = stream.read(_LENGTH.size)
-    if len(header) < _LENGTH.size:
-        return None
-    (length,) = _LENGTH.unpack(header)
-    payload = stream.read(length)
-    return payload if len(payload) == length else None
+class _Inbox:
+    """The frames the server sends, taken all at once: `take` waits for one, then takes
+    every other one already arrived, without waiting."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.buffer = bytearray()
+        self.ended = False
+
+    def take(self) -> list[bytes] | None:
+        """The payloads arrived (at least one); None once the server has closed its end."""
+        while not self.ended and not self._complete():
+            self._receive(wait=True)
+        while not self.ended and self._receive(wait=False):
+            pass
+        payloads = []
+        while self._complete():
+            (length,) = _LENGTH.unpack_from(self.buffer)
+            payloads.append(bytes(self.buffer[_LENGTH.size : _LENGTH.size + length]))
+            del self.buffer[: _LENGTH.size + length]
+        return payloads or None
+
+    def _complete(self) -> bool:
+        if len(self.buffer) < _LENGTH.size:
+            return False
+        length: int = _LENGTH.unpack_from(self.buffer)[0]
+        return len(self.buffer) >= _LENGTH.size + length
+
+    def _receive(self, *, wait: bool) -> bool:
+        try:
+            chunk = self.channel.recv(1 << 20, 0 if wait else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.ended = True
+        self.buffer += chunk
+        return len(chunk) > 0
 
 
 def _send(channel: socket.socket, message: Any) -> None:

@@ -9,6 +9,9 @@ import json
 import uuid
 from datetime import timedelta
 
+import pytest
+
+from cronkeeper.domain import notifications
 from cronkeeper.domain.models import Actor
 from cronkeeper.domain.notifications import SendWindow
 from cronkeeper.runtime.notifier import Notifier
@@ -277,14 +280,34 @@ async def test_a_burst_over_the_channels_rate_limit_goes_out_as_one_digest(
     await loop.dispatcher.close()
 
 
+async def test_a_backlog_bigger_than_a_digest_goes_as_several_in_one_send(
+    ctx: Context, admin: Actor, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifications, "DIGEST_SIZE", 10)  # 200 in production
+    loop = Notifier(ctx, window=SendWindow(limit=30, window=60.0))
+    await make_channel(ctx, admin, "hook", "webhook", {"url": receiver.url()}, default=True)
+    for index in range(25):
+        await add_alert(ctx, await make_job(ctx, admin, f"job-{index}"), "down")
+
+    await pass_once(loop)
+
+    digests = [json.loads(request.body) for request in receiver.requests]
+    assert sorted(len(body["alerts"]) for body in digests) == [5, 10, 10]
+    told = sorted(alert["job"]["slug"] for body in digests for alert in body["alerts"])
+    assert told == sorted(f"job-{index}" for index in range(25))  # every job, once
+    assert {r["status"] for r in await notification_rows(ctx)} == {"sent"}
+    await loop.dispatcher.close()
+
+
 async def test_with_no_room_left_in_the_window_messages_wait_and_are_not_dropped(
     ctx: Context, admin: Actor, clock: FakeClock, receiver: Receiver
 ) -> None:
-    loop = Notifier(ctx, window=SendWindow(limit=2, window=60.0))
+    loop = Notifier(ctx, window=SendWindow(limit=2, window=60.0))  # one send per 15 s
     await make_channel(ctx, admin, "hook", "webhook", {"url": receiver.url()}, default=True)
     for index in range(2):
         await add_alert(ctx, await make_job(ctx, admin, f"job-{index}"), "down")
-    await pass_once(loop)
+        await pass_once(loop)
+        clock.advance(15)
     assert len(receiver.requests) == 2  # the window is full now
     for index in range(2, 5):
         await add_alert(ctx, await make_job(ctx, admin, f"job-{index}"), "down")
@@ -294,10 +317,38 @@ async def test_with_no_room_left_in_the_window_messages_wait_and_are_not_dropped
     waiting = [r for r in await notification_rows(ctx) if r["status"] == "pending"]
     assert len(waiting) == 3 and all(r["attempts"] == 0 for r in waiting)
 
-    clock.advance(61)
+    clock.advance(30)  # the first message leaves the window
     await pass_once(loop)
-    assert len(receiver.requests) == 3  # room for 2, 3 waiting: one digest of the three
+    assert len(receiver.requests) == 3  # room for 1, 3 waiting: one digest of the three
     assert json.loads(receiver.requests[-1].body)["event"] == "digest"
+    assert {r["status"] for r in await notification_rows(ctx)} == {"sent"}
+    await loop.dispatcher.close()
+
+
+async def test_a_burst_in_small_claims_goes_out_as_a_digest_a_second_not_the_window_at_once(
+    ctx: Context, admin: Actor, clock: FakeClock, receiver: Receiver
+) -> None:
+    loop = Notifier(ctx, window=SendWindow(limit=30, window=60.0))  # pace 1 s
+    await make_channel(ctx, admin, "hook", "webhook", {"url": receiver.url()}, default=True)
+    told: list[tuple[float, int]] = []  # (seconds into the burst, alerts the message carries)
+
+    async def pass_at(second: float) -> None:
+        before = len(receiver.requests)
+        await pass_once(loop)
+        for request in receiver.requests[before:]:
+            told.append((second, len(json.loads(request.body).get("alerts", [None]))))
+
+    for tenth in range(30):  # 3 jobs go down every 0.1 s for 3 s: 90 alerts
+        for index in range(3):
+            await add_alert(ctx, await make_job(ctx, admin, f"job-{tenth}-{index}"), "down")
+        await pass_at(tenth / 10)
+        clock.advance(0.1)
+    await pass_at(3.0)
+
+    # the old plan sent each of these claims one message per alert: 30 messages in the
+    # first second, the rest a minute later. Now the first claim's go alone, then one
+    # digest a second carries what fell due meanwhile
+    assert told == [(0.0, 1)] * 3 + [(1.0, 30), (2.0, 30), (3.0, 27)]
     assert {r["status"] for r in await notification_rows(ctx)} == {"sent"}
     await loop.dispatcher.close()
 

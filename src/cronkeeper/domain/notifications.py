@@ -8,10 +8,11 @@ must be disabled); `SendWindow` spaces messages per channel (`plan`: each, diges
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cronkeeper.domain.failures import explain
 
@@ -24,6 +25,7 @@ MAX_RETRY_AFTER = 3600.0
 #: Output tails longer than this are cut (from the start) before they reach a message.
 OUTPUT_TAIL_LIMIT = 2000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -281,31 +283,75 @@ def is_permanent_http_status(code: int) -> bool:
     return 400 <= code < 500 and code not in (408, 429)
 
 
+#: The most notifications one digest message carries (as many as the notifier has in
+#: flight by default): its default JSON, ~3 KB an alert with 20 failing jobs, stays
+#: within the 1 MB request bodies receivers commonly accept (a 1,000-alert digest, over
+#: 3 MB, was refused). A bigger backlog goes as several digests.
+DIGEST_SIZE = 200
+
+
 @dataclass(frozen=True)
 class SendPlan:
     """How one channel's due notifications go out now (`SendWindow.plan`)."""
 
-    how: str  # each: one message per notification | digest: ONE for all | wait: none now
-    wait_until: datetime | None = None  # wait: when the window has room again
+    how: str  # each: a message per notification | digest: up to DIGEST_SIZE a message | wait
+    wait_until: datetime | None = None  # wait: when the channel may send again
+    digests: int = 1  # digest: at most this many messages now (a bigger backlog waits)
+
+    def batches(self, notifications: Sequence[T]) -> list[list[T]]:
+        """The messages this plan sends now, each as the notifications it carries (the
+        first ones; the others stay due)."""
+        if self.how == "each":
+            return [[item] for item in notifications]
+        if self.how != "digest":
+            return []
+        carried = notifications[: self.digests * DIGEST_SIZE]
+        return [list(carried[i : i + DIGEST_SIZE]) for i in range(0, len(carried), DIGEST_SIZE)]
 
     def messages(self, notifications: int) -> int:
         """The messages this plan sends for `notifications` (the places it takes)."""
-        if self.how == "each":
-            return notifications
-        return 1 if self.how == "digest" and notifications else 0
+        return len(self.batches(range(notifications)))
 
 
 @dataclass(frozen=True)
 class SendWindow:
-    """At most `limit` messages per channel in any `window` seconds (a sliding log).
+    """At most `limit` messages per channel in any `window` seconds, spent so that a
+    burst never starves the window.
 
     Pure: the caller passes the times of the channel's messages and now. The times come
     from the channel's send log, which every notifier process reads and writes under the
     channel's lock (store/channel_sends.py): the limit holds for the channel, not per
-    process. Notifications the window has no room for wait: late, never dropped."""
+    process. Notifications the window has no room for wait: late, never dropped.
+
+    The policy (`plan`), for the notifications of one channel due now:
+    - one send per `pace` at most: whatever falls due meanwhile waits and goes with the
+      next send, so a burst accumulates instead of trickling out one message a claim;
+    - a send is one message per notification while `reserve` places stay free after
+      them, otherwise ONE digest for all (one per DIGEST_SIZE of a big backlog, the
+      rationed places left out): singles never spend the digests' places;
+    - the last `rationed` places are spread evenly until the oldest message leaves the
+      window (still `pace` apart at least), so a long burst gets a digest every few
+      seconds instead of a minute's silence once the window is spent;
+    - with no place at all, wait until one frees. No wait outlasts the window."""
 
     limit: int = 30
     window: float = 60.0
+
+    @property
+    def reserve(self) -> int:
+        """Places kept for digests: two thirds of the limit, but fewer than the limit (a
+        lone notification on an idle channel always goes at once, on its own)."""
+        return min(self.limit - 1, max(1, self.limit * 2 // 3))
+
+    @property
+    def rationed(self) -> int:
+        """The last places of the window, spread out (a third of the limit)."""
+        return self.limit // 3
+
+    @property
+    def pace(self) -> float:
+        """Seconds from one send to the next: half the even spacing (1 s for 30/min)."""
+        return self.window / self.limit / 2
 
     def start(self, now: datetime) -> datetime:
         """Messages sent after this moment are inside the window at `now`."""
@@ -323,16 +369,28 @@ class SendWindow:
         return inside[-self.limit] + timedelta(seconds=self.window)
 
     def plan(self, sent: Sequence[datetime], due: int, now: datetime) -> SendPlan:
-        """`due` notifications of one channel: each its own message while the window has
-        room for them all; all of them as ONE digest when it has room for fewer (a burst
-        of 1,000 jobs down is a handful of messages, not 30 now and the rest over half an
-        hour); with no room at all they wait until a place frees."""
-        room = self.room(sent, now)
-        if due <= room:
+        """`due` notifications of one channel: each its own message, ONE digest for all,
+        or wait until the channel may send (see the class)."""
+        inside = self._inside(sent, now)
+        room = self.limit - len(inside)
+        if room <= 0:
+            paced = inside[-1] + timedelta(seconds=self.pace)
+            return SendPlan("wait", max(self.free_at(inside, now), paced))
+        if inside and (allowed := self._next_send(inside, room)) > now:
+            return SendPlan("wait", allowed)
+        if due <= max(1, room - self.reserve):  # one alone is its own message anyway
             return SendPlan("each")
-        if room > 0:
-            return SendPlan("digest")
-        return SendPlan("wait", self.free_at(sent, now))
+        needed = math.ceil(due / DIGEST_SIZE)
+        return SendPlan("digest", digests=min(needed, max(1, room - self.rationed)))
+
+    def _next_send(self, inside: list[datetime], room: int) -> datetime:
+        """`pace` after the last message; with only rationed places left, the time until
+        the oldest message leaves is shared evenly by them and the place it frees."""
+        gap = timedelta(seconds=self.pace)
+        if room <= self.rationed:
+            leaves = inside[0] + timedelta(seconds=self.window)
+            gap = max(gap, (leaves - inside[-1]) / (room + 1))
+        return inside[-1] + gap
 
     def _inside(self, sent: Sequence[datetime], now: datetime) -> list[datetime]:
         start = self.start(now)

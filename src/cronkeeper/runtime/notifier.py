@@ -2,9 +2,10 @@
 
 Each pass turns due alerts into notifications, then claims due notifications (leased,
 so another process does not send them too) as the messages their channels' rate limits
-have room for — `window`, counted per channel across every process — and sends each
-message in its own task, at most `concurrency` in flight. Between passes it sleeps
-until the next alert, retry or free place in a window falls due, at most `poll`
+allow now — `window`, counted per channel across every process, which also paces a
+channel's sends so that a burst goes out as a few digests — and sends each message in
+its own task, at most `concurrency` in flight. Between passes it sleeps until the next
+alert, retry or put-off notification falls due (a channel's next send), at most `poll`
 seconds, and wakes early when the monitor of this process queues an alert
 (`ctx.wakeups.alerts_pending`) or a delivery ends. An error is logged and the loop
 carries on. On stop, deliveries in flight finish (each is bounded by its channel's

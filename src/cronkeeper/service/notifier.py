@@ -8,8 +8,9 @@
    - `no_channels`: the job names no usable channel (and the project has no default);
    - `sent`: one pending notification per enabled channel, delivered by step 2.
 2. `claim_deliveries` takes due notifications under a lease (so another process does
-   not send them too) as the messages each channel's rate limit has room for — the
-   limit is the channel's, shared by every process through its send log — and
+   not send them too) as the messages each channel's rate limit allows now (one send
+   per pace: singles while its reserve holds, else digests of its backlog) —
+   the limit is the channel's, shared by every process through its send log — and
    `deliver_send` sends one (a notification, or one digest of several): retried with
    backoff, failed for good after the last attempt or at once on a permanent error —
    which also disables the channel, saying why and when. Excess waits, never dropped.
@@ -55,6 +56,8 @@ from cronkeeper.store.engine import Connection
 
 #: A claimed notification is this process's for this long (a delivery times out sooner).
 LEASE = timedelta(seconds=90)
+#: Due notifications read per claim: a burst of 1,000 jobs goes in one send (digests).
+CLAIM_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -242,24 +245,28 @@ class Send:
 
 
 async def claim_deliveries(ctx: Context, window: SendWindow, limit: int = 50) -> list[Send]:
-    """Due notifications, each leased to this process for one attempt, as the messages
-    their channels' rate limits have room for (`SendWindow.plan`: each on its own, one
-    digest, or none yet — those are put off until a place frees, not claimed).
+    """Due notifications, each leased to this process for one attempt, as at most `limit`
+    messages their channels' rate limits allow now (`SendWindow.plan`: each on its own,
+    digests, or none yet — those are put off until the channel may send, not claimed).
 
-    The room is the channel's, shared by every process: counted from the channel's send
-    log and taken in this transaction under the channel's lock (store/channel_sends.py),
-    so two notifiers never both take its last free place."""
+    Up to CLAIM_SIZE due notifications are read at once, so that a channel's digests
+    carry its backlog, not one claim's worth. The room is the channel's, shared by every
+    process: counted from the channel's send log and taken in this transaction under
+    the channel's lock (store/channel_sends.py), so two notifiers never both take its
+    last free place, nor both send within its pace."""
     now = ctx.clock.now()
     async with ctx.db.write() as conn:
         groups: dict[uuid.UUID, list[tuple[Notification, Channel]]] = {}
-        for notification, channel in await store.due_notifications(conn, now, limit):
+        for notification, channel in await store.due_notifications(
+            conn, now, max(limit, CLAIM_SIZE)
+        ):
             groups.setdefault(channel.id, []).append((notification, channel))
         plans = await _plan_sends(conn, window, groups, now)
         for channel_id, plan in plans.items():
             if plan.wait_until is not None:
                 waiting = [notification for notification, _ in groups.pop(channel_id)]
                 await store.put_off_notifications(conn, waiting, plan.wait_until)
-        sends = await _claim_sends(conn, groups, plans, now)
+        sends = await _claim_sends(conn, _messages(groups, plans, limit), now)
         await channel_sends.record_sends(
             conn,
             [
@@ -269,6 +276,22 @@ async def claim_deliveries(ctx: Context, window: SendWindow, limit: int = 50) ->
             ],
         )
     return sends
+
+
+def _messages(
+    groups: dict[uuid.UUID, list[tuple[Notification, Channel]]],
+    plans: dict[uuid.UUID, SendPlan],
+    limit: int,
+) -> list[list[tuple[Notification, Channel]]]:
+    """At most `limit` messages by plan, the channel due longest first, each as the
+    notifications it carries. The rest stay due, for the next claim."""
+    messages: list[list[tuple[Notification, Channel]]] = []
+    for channel_id, items in groups.items():
+        plan = plans.get(channel_id, SendPlan("each"))  # disabled: each refused alone
+        messages += plan.batches(items)[: limit - len(messages)]
+        if len(messages) >= limit:
+            break
+    return messages
 
 
 async def _plan_sends(
@@ -286,29 +309,23 @@ async def _plan_sends(
 
 
 async def _claim_sends(
-    conn: Connection,
-    groups: dict[uuid.UUID, list[tuple[Notification, Channel]]],
-    plans: dict[uuid.UUID, SendPlan],
-    now: datetime,
+    conn: Connection, messages: list[list[tuple[Notification, Channel]]], now: datetime
 ) -> list[Send]:
-    """Lease the notifications to send now and group them into messages by plan."""
-    due = [notification for items in groups.values() for notification, _ in items]
+    """Lease the notifications of these messages; a message keeps those it got."""
+    due = [notification for items in messages for notification, _ in items]
     taken = await store.claim_notifications(conn, due, now + LEASE)
     deliver_at = await store.alert_deliver_times(
         conn, [n.alert_id for n in due if n.id in taken and n.alert_id is not None]
     )
     sends: list[Send] = []
-    for channel_id, items in groups.items():
+    for items in messages:
         claimed = [
             ClaimedDelivery(n, channel, deliver_at.get(n.alert_id or -1, n.created_at))
             for n, channel in items
             if n.id in taken
         ]
-        plan = plans.get(channel_id)
-        if claimed and plan is not None and plan.how == "digest":
+        if claimed:
             sends.append(Send(claimed))
-        else:
-            sends += [Send([item]) for item in claimed]
     return sends
 
 

@@ -12,8 +12,8 @@ What runs here: the thread forms of the group writer (store/writer.py `run_forms
 whole transaction per batch, `BEGIN IMMEDIATE` … COMMIT, with the same pragmas as every
 connection of the server and a WAL checkpointer of its own (engine.py). A form that
 declines (a ping that creates or resumes its job) rolls back; the server then writes
-that batch itself, the ordinary way. Writers of the two processes take turns on
-SQLite's own write lock (busy timeout), as two servers on one file would.
+that batch itself, the ordinary way. Write transactions of both processes take turns
+on the ledger's write lock file (sqlite_connection.py `WriteLock`).
 
 Group commit happens here: the server sends each batch as soon as it has it (several
 may be on their way), and this process writes every batch that arrived while it wrote
@@ -115,9 +115,9 @@ class WriteProcess:
         writer = self._writer
         if writer is None or self._closed:
             raise OutcomeUnknown("the writer process is not running")  # nothing was sent
+        payload = pickle.dumps(work, pickle.HIGHEST_PROTOCOL)  # may raise: nothing sent
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._replies.append(reply)
-        payload = pickle.dumps(work, pickle.HIGHEST_PROTOCOL)
         writer.write(_LENGTH.pack(len(payload)) + payload)
         kind, *rest = await reply
         if kind == "done":

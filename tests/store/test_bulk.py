@@ -1,12 +1,15 @@
 """The hot-path statements on SQLite and PostgreSQL: rows written by a BulkStatement read
 back exactly as rows written by the equivalent Core statement, literals of the statement
 itself apply, and SQLite's one-hop cursor reports rows, counts and errors as the driver
-does."""
+does. Values given already as SQLite stores them (`SQLITE_VALUES`) are the very text the
+column types make, and `arranged` puts them where `prepared` puts converted ones."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, select, text, update
@@ -15,7 +18,16 @@ from sqlalchemy.exc import IntegrityError
 
 from cronkeeper.service.context import Context
 from cronkeeper.service.projects import ensure_project
-from cronkeeper.store.bulk import BulkStatement, sqlite_time, sqlite_uuid
+from cronkeeper.store.bulk import (
+    PYTHON_VALUES,
+    SQLITE,
+    SQLITE_VALUES,
+    BulkStatement,
+    sqlite_json,
+    sqlite_time,
+    sqlite_uuid,
+    sqlite_uuid7,
+)
 from cronkeeper.store.tables import events, jobs, runs
 
 AT = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -200,3 +212,99 @@ async def test_deferred_sqlite_work_that_fails_fails_the_commit_and_writes_nothi
         assert (await conn.execute(select(runs.c.id))).scalars().all() == [
             uuid.UUID(hex=rows[0][0])
         ]
+
+
+JSON_VALUES: list[Any] = [
+    None,
+    {},
+    {"method": "GET", "remote_addr": "127.0.0.1", "user_agent": "curl/8.1"},
+    {"user_agent": 'naïve "q" \\ \U0001f680\n\x00\u2028 100% %s', "rid": "r1"},
+    {"level": "info"},
+    {"a": 1, "b": None, "c": True, "d": 1.5, "e": [1, "x"], "f": {"g": "h"}},
+    {1: "int key"},
+    [1, "two"],
+    "text",
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_sqlite_json_stores_the_text_json_stores(value: Any) -> None:
+    dialect = sqlite.dialect()
+    stored = events.c.data.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    assert sqlite_json(value) == stored(value)
+
+
+def test_sqlite_uuid7_is_the_hex_uuid_stores_of_a_uuid7(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cronkeeper.domain import ids
+
+    monkeypatch.setattr(ids, "os", SimpleNamespace(urandom=lambda n: bytes(range(7, 7 + n))))
+    dialect = sqlite.dialect()
+    stored = runs.c.id.type.dialect_impl(dialect).bind_processor(dialect)
+    assert stored is not None
+    assert sqlite_uuid7(AT) == stored(ids.uuid7(AT)) == SQLITE_VALUES.new_id(AT)
+    assert uuid.UUID(hex=sqlite_uuid7(AT)).version == 7
+
+
+def test_sqlite_values_are_what_the_column_types_store() -> None:
+    value = uuid.uuid4()
+    assert SQLITE_VALUES.id(value) == sqlite_uuid(value)
+    assert SQLITE_VALUES.time(AT) == sqlite_time(AT)
+    assert SQLITE_VALUES.json({"rid": "x"}) == sqlite_json({"rid": "x"})
+    assert (PYTHON_VALUES.id(value), PYTHON_VALUES.time(AT)) == (value, AT)
+    assert PYTHON_VALUES.json(None) is None  # the JSON type makes it "null" on execute
+    assert isinstance(PYTHON_VALUES.new_id(AT), uuid.UUID)
+    assert not PYTHON_VALUES.stored and SQLITE_VALUES.stored
+
+
+ARRANGED = [
+    # an INSERT of its keys: the rows go as they are
+    BulkStatement(runs.insert(), RUN_KEYS),
+    # literals of the statement itself, parameters out of the rows' order
+    BulkStatement(
+        update(runs)
+        .where(runs.c.id == bindparam("b_id"), runs.c.status == "running")
+        .values(status=bindparam("b_status"), finished_at=bindparam("b_at")),
+        ("b_at", "b_id", "b_status"),
+    ),
+    # one parameter used twice, one statement parameter only
+    BulkStatement(
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_job"), jobs.c.deadline_at > bindparam("b_at"))
+        .values(deadline_at=bindparam("b_at")),
+        ("b_job", "b_at"),
+    ),
+    BulkStatement(update(jobs).where(jobs.c.id == bindparam("b_job")).values(slug="x"), ["b_job"]),
+]
+
+
+@pytest.mark.parametrize("statement", ARRANGED)
+def test_arranged_stored_rows_are_the_prepared_python_rows(statement: BulkStatement) -> None:
+    sample = {
+        "id": uuid.uuid4(),
+        "project_id": uuid.uuid4(),
+        "job_id": uuid.uuid4(),
+        "source": "heartbeat",
+        "status": "running",
+        "started_at": AT,
+        "created_at": AT,
+        "ordered_at": AT + timedelta(seconds=1),
+        "b_id": uuid.uuid4(),
+        "b_job": uuid.uuid4(),
+        "b_status": "succeeded",
+        "b_at": AT + timedelta(seconds=2),
+    }
+    rows = [tuple(sample[key] for key in statement.keys)] * 2
+    stored = [
+        tuple(
+            SQLITE_VALUES.id(value)
+            if isinstance(value, uuid.UUID)
+            else SQLITE_VALUES.time(value)
+            if isinstance(value, datetime)
+            else value
+            for value in row
+        )
+        for row in rows
+    ]
+    sql, prepared = statement.prepared(SQLITE, rows)
+    assert statement.arranged(SQLITE, stored) == (sql, prepared)

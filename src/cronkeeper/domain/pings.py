@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple, Protocol, TypeVar
 
 from cronkeeper.domain.durations import format_duration
 from cronkeeper.domain.failures import FailureReason
@@ -97,29 +98,48 @@ class PingedJob:
     max_runtime: float | None = None  # seconds; the monitor closes a run open longer
 
 
-@dataclass(frozen=True)
-class OpenRun:
-    """A heartbeat run that a start ping opened and no finish has closed yet."""
+class OpenRun(NamedTuple):
+    """A heartbeat run that a start ping opened and no finish has closed yet (a NamedTuple,
+    cheaper to make than a frozen dataclass: a batch of pings reads one per finish)."""
 
     id: uuid.UUID
     rid: str | None
     started_at: datetime
+    last_event: int = 0  # the number of its last event so far
 
 
-def matching_run(open_runs: Sequence[OpenRun], rid: str | None) -> OpenRun | None:
-    """The newest open run with this rid (a ping without rid matches runs without one)."""
-    candidates = [run for run in open_runs if run.rid == rid]
-    return max(candidates, key=lambda run: run.started_at, default=None)
+class Started(Protocol):
+    """What the decisions below read of an open run (an `OpenRun`, or a caller's own
+    record of one)."""
+
+    @property
+    def rid(self) -> str | None: ...
+
+    @property
+    def started_at(self) -> datetime: ...
 
 
-def superseded_runs(open_runs: Sequence[OpenRun], rid: str | None) -> list[OpenRun]:
+Run = TypeVar("Run", bound=Started)
+
+
+def matching_run(open_runs: Sequence[Run], rid: str | None) -> Run | None:
+    """The newest open run with this rid (a ping without rid matches runs without one;
+    of runs started at the same instant, the first)."""
+    found = None
+    for run in open_runs:
+        if run.rid == rid and (found is None or run.started_at > found.started_at):
+            found = run
+    return found
+
+
+def superseded_runs(open_runs: Sequence[Run], rid: str | None) -> list[Run]:
     """The open runs a new start with this rid replaces (same rid, or both without)."""
     return [run for run in open_runs if run.rid == rid]
 
 
-@dataclass(frozen=True)
-class Closing:
-    """What a finishing ping writes on its run and the run's single attempt."""
+class Closing(NamedTuple):
+    """What a finishing ping writes on its run and the run's single attempt (a NamedTuple,
+    cheaper to make than a frozen dataclass: one is made per finishing ping)."""
 
     status: RunStatus
     attempt_status: AttemptStatus
@@ -194,4 +214,4 @@ def _too_fast(
 def _described(ping: Ping) -> str:
     if ping.exit_status is not None:
         return f"exit status {ping.exit_status} ping received"
-    return f"{ping.action.value} ping received"
+    return f"{ping.action} ping received"  # a StrEnum formats as its value

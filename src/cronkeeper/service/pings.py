@@ -35,6 +35,7 @@ from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store import monitor as monitor_store
 from cronkeeper.store import pings as ping_store
+from cronkeeper.store.bulk import ValueForm
 from cronkeeper.store.engine import Connection
 from cronkeeper.store.writer import thread_form
 
@@ -114,7 +115,8 @@ async def _write_pings(
         except CronkeeperError as error:
             resolved.append(error)
     latest = await ping_store.latest_runs(conn, _log_jobs(requests, resolved))
-    results, rows = _decide(requests, resolved, targets.found, latest)
+    form = ping_store.value_form(conn)
+    results, rows = _decide(requests, resolved, targets.found, latest, form)
     await ping_store.write_batch(conn, rows)
     return results
 
@@ -137,7 +139,7 @@ def _write_pings_on_thread(
             return None
         resolved.append(known)
     latest = ping_store.sqlite_latest_runs(db, _log_jobs(requests, resolved))
-    results, rows = _decide(requests, resolved, targets.found, latest)
+    results, rows = _decide(requests, resolved, targets.found, latest, ping_store.SQLITE_FORM)
     ping_store.sqlite_write_batch(db, rows)
     return results
 
@@ -146,9 +148,9 @@ def _write_pings_on_thread(
 Resolved = tuple[PingedJob, bool, bool]
 
 
-def _names(requests: list[PingRequest]) -> tuple[set[uuid.UUID], set[tuple[str, str]]]:
-    """The ping UUIDs and (ping key, slug) pairs a batch names."""
-    uuids = {r.ping_uuid for r in requests if r.ping_uuid is not None}
+def _names(requests: list[PingRequest]) -> tuple[list[uuid.UUID], set[tuple[str, str]]]:
+    """The ping UUIDs (a UUID pinged twice, twice) and (ping key, slug) pairs a batch names."""
+    uuids = [r.ping_uuid for r in requests if r.ping_uuid is not None]
     slugs = {
         (r.ping_key, r.slug) for r in requests if r.ping_key is not None and r.slug is not None
     }
@@ -171,9 +173,11 @@ def _decide(
     resolved: list[Resolved | CronkeeperError],
     found: ping_store.Targets,
     latest: dict[uuid.UUID, tuple[uuid.UUID, int]],
+    form: ValueForm,
 ) -> tuple[list[PingResult | Exception], ping_store.BatchRows]:
-    """Every ping of the batch in arrival order: its result, and the batch's rows."""
-    batch = PingBatch(found.open_runs, found.last_events, latest)
+    """Every ping of the batch in arrival order: its result, and the batch's rows (their
+    values in `form`)."""
+    batch = PingBatch(found.open_runs, latest, form)
     results: list[PingResult | Exception] = []
     for request, outcome in zip(requests, resolved, strict=True):
         if isinstance(outcome, CronkeeperError):

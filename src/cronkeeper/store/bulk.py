@@ -12,13 +12,22 @@ very same stored text faster (tests/store/test_bulk.py compares them with SQLAlc
 a UUID is its 32-digit hex (`Uuid` on SQLite), a `UTCDateTime` the naive UTC text
 `YYYY-MM-DD HH:MM:SS.ffffff`. `prepared` hands out the SQL and the converted rows for a
 caller that runs them on the driver itself (store/sqlite_driver.py `run_on_thread`).
+
+A caller that builds many rows from few values can go further: it asks a `ValueForm`
+for each value once, already as SQLite stores it (`SQLITE_VALUES`), and hands the rows to
+`arranged`, which only puts them in the statement's parameter order; `PYTHON_VALUES`
+gives the same rows as plain Python values, for `execute` or `prepared` to convert.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
+from json.encoder import encode_basestring_ascii
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Dialect, Uuid
@@ -28,6 +37,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
+from cronkeeper.domain.ids import uuid7, uuid7_int
 from cronkeeper.store.types import UTCDateTime
 
 Processor = Callable[[Any], Any] | None
@@ -54,11 +64,55 @@ def sqlite_time(value: datetime | None) -> str | None:
         if len(_times) >= 4096:
             _times.clear()
         utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-        text = _times[value] = utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+        # The naive UTC text is the aware one less its "+00:00" (no naive copy to make).
+        text = _times[value] = utc.isoformat(" ", "microseconds")[:26]
     return text
 
 
 _times: dict[datetime, str] = {}
+
+
+def sqlite_json(value: Any) -> str:
+    """A value as `JSON` stores it on SQLite: `json.dumps` (None too: JSON `null`).
+
+    A flat dict of strings (a ping's client, say) is written here without the encoder's
+    per-call setup, to the very same text."""
+    if type(value) is dict:
+        try:
+            return "{" + ", ".join([f"{_text(k)}: {_text(v)}" for k, v in value.items()]) + "}"
+        except TypeError:  # a key or value that is not a string
+            pass
+    return json.dumps(value)
+
+
+_text = encode_basestring_ascii
+
+
+def sqlite_uuid7(at: datetime) -> str:
+    """A fresh `uuid7(at)` as `Uuid` stores it on SQLite, with no UUID object made."""
+    return f"{uuid7_int(at):032x}"
+
+
+@dataclass(frozen=True)
+class ValueForm:
+    """How a caller hands its rows' values to a BulkStatement. `stored`: already as SQLite
+    stores them (`SQLITE_VALUES`; rows go to `arranged`); otherwise as Python values,
+    which `execute` and `prepared` convert on any dialect."""
+
+    stored: bool
+    id: Callable[[uuid.UUID], Any]
+    new_id: Callable[[datetime], Any]  # a fresh UUIDv7 for that instant
+    time: Callable[[datetime], Any]  # an aware time (never None)
+    json: Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+PYTHON_VALUES = ValueForm(False, _same, uuid7, _same, _same)
+#: `sqlite_uuid` and `sqlite_time` for values that are never None.
+SQLITE_VALUES = ValueForm(True, attrgetter("hex"), sqlite_uuid7, sqlite_time, sqlite_json)
 
 
 def converter(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
@@ -98,6 +152,14 @@ class BulkStatement:
         plan = self._plan(dialect)
         return plan.sql, [plan.convert(row) for row in rows]
 
+    def arranged(
+        self, dialect: Dialect, rows: Sequence[Sequence[Any]]
+    ) -> tuple[str, Sequence[Sequence[Any]]]:
+        """`prepared` for rows whose values are already driver parameters
+        (`ValueForm.stored`): only put in the statement's parameter order."""
+        plan = self._plan(dialect)
+        return plan.sql, plan.arrange(rows)
+
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._compiled.get(dialect.name)
         if plan is None:
@@ -116,11 +178,14 @@ class _Plan:
         positions: list[int],
         converters: list[Processor],
         constants: tuple[Any, ...],
+        width: int,
     ) -> None:
         self.sql, self._constants = sql, constants
         self._steps = [(at, convert) for at, convert in enumerate(converters) if convert]
         self._pick = itemgetter(*positions) if len(positions) > 1 else None
         self._position = positions[0]
+        # Rows of `width` values that are the parameters as they are (an INSERT of its keys).
+        self._in_order = not constants and positions == list(range(width))
 
     @classmethod
     def of(cls, statement: ClauseElement, keys: tuple[str, ...], dialect: Dialect) -> _Plan:
@@ -138,7 +203,7 @@ class _Plan:
                 constants.append(convert(bind.effective_value) if convert else bind.effective_value)
             positions.append(index[name])
             converters.append(convert if index[name] < len(keys) else None)
-        return cls(compiled.string, positions, converters, tuple(constants))
+        return cls(compiled.string, positions, converters, tuple(constants), len(keys))
 
     def convert(self, row: Sequence[Any]) -> tuple[Any, ...]:
         if self._constants:
@@ -147,3 +212,13 @@ class _Plan:
         for at, convert in self._steps:
             values[at] = convert(values[at])
         return tuple(values)
+
+    def arrange(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """Rows of converted values, in the statement's parameter order."""
+        if self._in_order:
+            return rows
+        if self._constants:
+            rows = [(*row, *self._constants) for row in rows]
+        if self._pick is None:
+            return [(row[self._position],) for row in rows]
+        return list(map(self._pick, rows))

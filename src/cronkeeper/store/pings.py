@@ -9,10 +9,14 @@ result. SQLite needs no lock: its writers take turns (BEGIN IMMEDIATE).
 On SQLite a batch is two hops to the connection's thread, each a fixed sequence of plain
 `sqlite3` calls in the writer's transaction: `lock_targets` reads (SQL below, by hand;
 with the transaction's BEGIN), `write_batch` writes (the same compiled statements as on
-PostgreSQL, with rows converted exactly as SQLAlchemy's column types store them:
-store/bulk.py), deferred to go with the COMMIT (store/sqlite_driver.py). The job rows read are
-turned into `PingedJob`s through a cache keyed by the whole row as read, so a job that
-was deleted, paused or changed is never served from it: its row reads differently.
+PostgreSQL), deferred to go with the COMMIT (store/sqlite_driver.py). The job rows read are
+turned into `PingedJob`s through a cache that serves a job only to a row that reads the
+same in every field, its spec included, so a job that was deleted, paused or changed is
+never served from it: its row reads differently.
+
+The batch's rows come in the form `value_form` names for the connection: on SQLite
+already as SQLAlchemy's column types store them (store/bulk.py `SQLITE_VALUES`: each
+id, time and JSON value converted once by the caller), written as they are.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, bindparam, func, or_, select, tuple_, update
@@ -30,10 +33,11 @@ from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronkeeper.domain.pings import OpenRun, PingedJob
-from cronkeeper.store.bulk import BulkStatement
+from cronkeeper.store.bulk import PYTHON_VALUES, SQLITE_VALUES, BulkStatement, ValueForm
 from cronkeeper.store.claims import LAST_RUNS
 from cronkeeper.store.sqlite_driver import defer, execute_all, run_on_thread
 from cronkeeper.store.tables import attempts, events, jobs, projects, runs
+from cronkeeper.store.types import sqlite_utc_time
 
 #: The columns of the rows each writer below takes, in tuple order.
 RUN_COLUMNS = (
@@ -73,26 +77,36 @@ EVENT_COLUMNS = ("run_id", "sequence_num", "type", "at", "message", "data")
 @dataclass
 class Targets:
     """What a batch of pings names, locked: jobs by ping UUID and by (project id, slug),
-    the projects of its ping keys, the jobs' running heartbeat runs (oldest first) and
-    the last event number of each of those runs."""
+    the projects of its ping keys and the jobs' running heartbeat runs (oldest first)."""
 
     by_uuid: dict[uuid.UUID, PingedJob] = field(default_factory=dict)
     projects: dict[str, tuple[uuid.UUID, str]] = field(default_factory=dict)
     by_slug: dict[tuple[uuid.UUID, str], PingedJob] = field(default_factory=dict)
     open_runs: dict[uuid.UUID, list[OpenRun]] = field(default_factory=dict)
-    last_events: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
 @dataclass
 class BatchRows:
-    """Everything one batch writes; tuples in the *_COLUMNS orders above."""
+    """Everything one batch writes; tuples in the *_COLUMNS orders above, their values
+    in `form` (the connection's `value_form`)."""
 
+    form: ValueForm
     runs: list[tuple[Any, ...]]
     closings: list[tuple[Any, ...]]  # CLOSING_COLUMNS values, then the run id
     attempts: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]  # sequence numbers already given
-    last_runs: list[tuple[uuid.UUID, uuid.UUID]]  # (job id, its newest finished run)
-    deadlines: list[tuple[uuid.UUID, datetime]]  # (job id, look at it by then at the latest)
+    last_runs: list[tuple[Any, ...]]  # (job id, its newest finished run)
+    deadlines: list[tuple[Any, ...]]  # (job id, look at it by then at the latest)
+
+
+#: The form of a batch's rows on SQLite: values as SQLite stores them, written as they are.
+SQLITE_FORM = SQLITE_VALUES
+
+
+def value_form(conn: AsyncConnection) -> ValueForm:
+    """The form `write_batch` takes a batch's values in on this connection: as SQLite
+    stores them on SQLite, Python values (converted by the statements) elsewhere."""
+    return SQLITE_FORM if conn.dialect.name == "sqlite" else PYTHON_VALUES
 
 
 async def lock_targets(
@@ -125,6 +139,7 @@ async def write_batch(conn: AsyncConnection, rows: BatchRows) -> None:
     Closings need no condition beyond `status = 'running'`: the batch has held these runs'
     locks (PostgreSQL) or the only write transaction (SQLite) since it read them.
     """
+    assert rows.form is value_form(conn)
     if conn.dialect.name == "sqlite":
         await defer(conn, sqlite_write_batch, rows)  # with the COMMIT: one hop for both
         return
@@ -134,7 +149,15 @@ async def write_batch(conn: AsyncConnection, rows: BatchRows) -> None:
 
 def sqlite_write_batch(db: sqlite3.Connection, rows: BatchRows) -> None:
     """`write_batch` on the SQLite connection's thread, inside its transaction."""
-    execute_all(db, [statement.prepared(_SQLITE, list(r)) for statement, r in _work(rows) if r])
+    execute_all(db, sqlite_parameters(rows))
+
+
+def sqlite_parameters(rows: BatchRows) -> list[tuple[str, Sequence[Sequence[Any]]]]:
+    """Each statement of a batch on SQLite with its parameters: rows in `SQLITE_FORM` go
+    as they are, rows of Python values are converted (to the very same parameters)."""
+    if rows.form.stored:
+        return [statement.arranged(_SQLITE, r) for statement, r in _work(rows) if r]
+    return [statement.prepared(_SQLITE, r) for statement, r in _work(rows) if r]
 
 
 def _work(rows: BatchRows) -> list[tuple[BulkStatement, list[tuple[Any, ...]]]]:
@@ -143,8 +166,8 @@ def _work(rows: BatchRows) -> list[tuple[BulkStatement, list[tuple[Any, ...]]]]:
         (_CLOSE_RUNS, rows.closings),
         (_INSERT_ATTEMPTS, rows.attempts),
         (_INSERT_EVENTS, rows.events),
-        (LAST_RUNS, list(rows.last_runs)),
-        (_EARLIER_DEADLINES, list(rows.deadlines)),
+        (LAST_RUNS, rows.last_runs),
+        (_EARLIER_DEADLINES, rows.deadlines),
     ]
 
 
@@ -283,23 +306,22 @@ async def _open_runs(conn: AsyncConnection, found: Targets) -> None:
         return
     for row in await conn.execute(_OPEN_RUNS, {"jobs": list(job_ids)}):
         found.open_runs.setdefault(row.job_id, []).append(
-            OpenRun(row.id, row.ping_rid, row.started_at)
+            OpenRun(row.id, row.ping_rid, row.started_at, int(row.last_event or 0))
         )
-        found.last_events[row.id] = int(row.last_event or 0)
 
 
 # -- SQLite: one hop of plain sqlite3 calls ----------------------------------------------
 
+# The spec comes as it is stored (bytes: no decoding): two json_extract calls would parse
+# it in SQLite for every ping, where `_sqlite_job` parses it once per change of the row.
 _SQLITE_BY_UUID = (
     "SELECT j.ping_uuid, j.id, j.project_id, p.slug, j.slug, j.kind, j.status, j.queue, "
-    "json_extract(j.spec, '$.min_runtime'), json_extract(j.spec, '$.max_runtime') "
-    "FROM jobs AS j JOIN projects AS p ON p.id = j.project_id "
+    "CAST(j.spec AS BLOB) FROM jobs AS j JOIN projects AS p ON p.id = j.project_id "
     "WHERE j.ping_uuid IN (SELECT value FROM json_each(?))"
 )
 _SQLITE_BY_SLUG = (
     "SELECT j.ping_uuid, j.id, j.project_id, p.slug, j.slug, j.kind, j.status, j.queue, "
-    "json_extract(j.spec, '$.min_runtime'), json_extract(j.spec, '$.max_runtime') "
-    "FROM jobs AS j JOIN projects AS p ON p.id = j.project_id "
+    "CAST(j.spec AS BLOB) FROM jobs AS j JOIN projects AS p ON p.id = j.project_id "
     "WHERE (j.project_id, j.slug) IN "
     "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 )
@@ -323,7 +345,7 @@ def _sqlite_read(
     db: Any, uuids: list[str], slugs: list[tuple[str, str]]
 ) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
     """On the connection's thread: (jobs by UUID, projects, jobs by slug, open runs)."""
-    by_uuid = db.execute(_SQLITE_BY_UUID, (json.dumps(uuids),)).fetchall() if uuids else []
+    by_uuid = db.execute(_SQLITE_BY_UUID, (_hex_array(uuids),)).fetchall() if uuids else []
     projects, by_slug = [], []
     if slugs:
         projects = db.execute(_SQLITE_PROJECTS, (json.dumps([k for k, _ in slugs]),)).fetchall()
@@ -331,23 +353,44 @@ def _sqlite_read(
         pairs = [(ids[key], slug) for key, slug in slugs if key in ids]
         if pairs:
             by_slug = db.execute(_SQLITE_BY_SLUG, (json.dumps(pairs),)).fetchall()
-    job_ids = json.dumps([row[1] for row in by_uuid] + [row[1] for row in by_slug])
+    job_ids = _hex_array([row[1] for row in by_uuid] + [row[1] for row in by_slug])
     open_runs = db.execute(_SQLITE_OPEN_RUNS, (job_ids,)).fetchall()
     return by_uuid, projects, by_slug, open_runs
 
 
-#: PingedJob by its row as read (every field, so any change reads as a new key).
-_jobs_seen: dict[Row, PingedJob] = {}
+def _hex_array(hexes: list[str]) -> str:
+    """`json.dumps(hexes)` for hex digits (nothing to escape), at a tenth of its cost."""
+    return '["' + '", "'.join(hexes) + '"]' if hexes else "[]"
+
+
+#: Heartbeat job id → (its row as last read, its PingedJob): served only to a row that
+#: reads the same in every field, its spec included.
+_jobs_seen: dict[str, tuple[Row, PingedJob]] = {}
 _JOBS_SEEN_MAX = 50_000
 
 
 def _sqlite_job(row: Row) -> PingedJob:
-    key = row[1:]
-    job = _jobs_seen.get(key)
-    if job is None:
+    """The PingedJob of a job row (`_SQLITE_BY_UUID`'s columns)."""
+    seen = _jobs_seen.get(row[1])
+    if seen is not None and seen[0] == row:
+        return seen[1]
+    _, job_hex, project_hex, project_slug, slug, kind, status, queue, stored_spec = row
+    spec = json.loads(stored_spec)  # as json_extract reads it: a missing key or null is None
+    job = PingedJob(
+        uuid.UUID(hex=job_hex),
+        uuid.UUID(hex=project_hex),
+        project_slug,
+        slug,
+        kind,
+        status,
+        queue,
+        spec.get("min_runtime"),
+        spec.get("max_runtime"),
+    )
+    if kind == "heartbeat":  # other specs may hold secrets: not kept
         if len(_jobs_seen) >= _JOBS_SEEN_MAX:
             _jobs_seen.clear()
-        job = _jobs_seen[key] = PingedJob(uuid.UUID(hex=row[1]), uuid.UUID(hex=row[2]), *row[3:])
+        _jobs_seen[job_hex] = (row, job)
     return job
 
 
@@ -376,8 +419,10 @@ def sqlite_targets(
         found.by_slug[(job.project_id, job.slug)] = job
         job_ids[row[1]] = job.id
     for run_hex, job_hex, rid, started_at, last_event in open_runs:
-        run_id = uuid.UUID(hex=run_hex)
-        started = datetime.fromisoformat(started_at).replace(tzinfo=UTC)
-        found.open_runs.setdefault(job_ids[job_hex], []).append(OpenRun(run_id, rid, started))
-        found.last_events[run_id] = last_event or 0
+        run_id = uuid.UUID(int=int(run_hex, 16))  # hex as `Uuid` stores it on SQLite
+        started = sqlite_utc_time(started_at)
+        assert started is not None  # a running run has started
+        found.open_runs.setdefault(job_ids[job_hex], []).append(
+            OpenRun(run_id, rid, started, last_event or 0)
+        )
     return found

@@ -39,6 +39,9 @@ SCALES = {
 TARGET_RATE, TARGET_P99_MS = 6_000, 30.0
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
+#: `BENCH_PINGS_WARMUP=S`: load the server for S seconds first, unmeasured (its first
+#: seconds include the writer process starting and every job's first flip, new → up).
+WARMUP = int(os.environ.get("BENCH_PINGS_WARMUP", "0"))
 
 LUA = """
 local uuids = {%(uuids)s}
@@ -133,9 +136,6 @@ def _scenario(
             return [f"{dialect}: server not ready; log:\n{server.log_tail()}"]
         helpers = harness.children(server.pid)  # the ping writer process (SQLite)
         ours = [server.pid, *helpers]
-        cpu0 = [harness.cpu_seconds(pid) or 0.0 for pid in ours]
-        if py_spy:
-            harness.start_profile(server, prof_path, duration=scale["seconds"] - 2)
         command = [
             WRK,
             f"-t{scale['threads']}",
@@ -146,6 +146,15 @@ def _scenario(
             str(script),
             server.url,
         ]
+        before = (0, 0, 0, 0)
+        if WARMUP:  # the same load first, not measured: the steady state alone
+            warm = [*command[:3], f"-d{WARMUP}s", *command[4:]]
+            subprocess.run(warm, capture_output=True, timeout=600, check=False)
+            time.sleep(0.5)  # its last pings commit
+            before = _stored(dialect, db)
+        cpu0 = [harness.cpu_seconds(pid) or 0.0 for pid in ours]
+        if py_spy:
+            harness.start_profile(server, prof_path, duration=scale["seconds"] - 2)
         wrk = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         load = harness.LoadMeter(*ours, wrk.pid).start()
         out, err = wrk.communicate(timeout=600)
@@ -158,7 +167,7 @@ def _scenario(
         if py_spy:
             harness.wait_profiles(server)
         time.sleep(0.5)  # the last in-flight pings commit
-        stored = _stored(dialect, db)
+        stored = tuple(a - b for a, b in zip(_stored(dialect, db), before, strict=True))
         errors = server.errors_logged()
     figures = _parse(done.stdout)
     if figures is None:

@@ -16,60 +16,51 @@ import pytest
 
 from cronkeeper.store import write_process
 from cronkeeper.store.engine import Database, create_database
-from cronkeeper.store.writer import OutcomeUnknown, thread_form
+from cronkeeper.store.writer import BatchFunction, OutcomeUnknown, thread_form
 
 # -- batch functions and their thread forms (the process imports this module) ----------
 
 
-async def _note(conn: Any, items: list[str]) -> Sequence[Any]:
-    raise AssertionError("only ever written through its thread form")
+def _thread_only() -> BatchFunction[str, Any]:
+    """A batch function that is only ever written through its thread form."""
+
+    async def apply(conn: Any, items: list[str]) -> Sequence[Any]:
+        raise AssertionError("only ever written through its thread form")
+
+    return apply
+
+
+def _write_notes(db: sqlite3.Connection, items: list[str]) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)")
+    db.executemany("INSERT INTO notes (text) VALUES (?)", [(item,) for item in items])
+
+
+_note, _crash, _broken, _odd = (_thread_only() for _ in range(4))
 
 
 @thread_form(_note)
 def _note_on_thread(db: sqlite3.Connection, items: list[str]) -> list[Any]:
     """Writes each item as a row; answers the process that wrote it, or an error for
     an item named 'bad' (nothing written for it)."""
-    db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)")
-    answers: list[Any] = []
-    for item in items:
-        if item == "bad":
-            answers.append(ValueError("bad item"))
-            continue
-        db.execute("INSERT INTO notes (text) VALUES (?)", (item,))
-        answers.append(os.getpid())
-    return answers
-
-
-async def _crash(conn: Any, items: list[str]) -> Sequence[Any]:
-    raise AssertionError("only ever written through its thread form")
+    _write_notes(db, [item for item in items if item != "bad"])
+    return [ValueError("bad item") if item == "bad" else os.getpid() for item in items]
 
 
 @thread_form(_crash)
 def _crash_on_thread(db: sqlite3.Connection, items: list[str]) -> list[Any]:
-    db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)")
-    db.executemany("INSERT INTO notes (text) VALUES (?)", [(item,) for item in items])
+    _write_notes(db, items)
     os._exit(3)  # dies holding the batch: the server cannot tell if it was committed
-
-
-async def _broken(conn: Any, items: list[str]) -> Sequence[Any]:
-    raise AssertionError("only ever written through its thread form")
 
 
 @thread_form(_broken)
 def _broken_on_thread(db: sqlite3.Connection, items: list[str]) -> list[Any]:
-    db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)")
-    db.executemany("INSERT INTO notes (text) VALUES (?)", [(item,) for item in items])
+    _write_notes(db, items)
     raise sqlite3.OperationalError("disk I/O error")
-
-
-async def _odd(conn: Any, items: list[str]) -> Sequence[Any]:
-    raise AssertionError("only ever written through its thread form")
 
 
 @thread_form(_odd)
 def _odd_on_thread(db: sqlite3.Connection, items: list[str]) -> list[Any]:
-    db.execute("CREATE TABLE IF NOT EXISTS notes (text TEXT NOT NULL)")
-    db.executemany("INSERT INTO notes (text) VALUES (?)", [(item,) for item in items])
+    _write_notes(db, items)
     return [lambda: None for _ in items]  # committed, but no answer can be pickled
 
 

@@ -20,12 +20,21 @@ from cronkeeper.service.context import Context
 log = logging.getLogger("cronkeeper.monitor")
 
 
+#: Jobs checked per write transaction. Each transaction holds the ledger's write turn
+#: while it decides its jobs, and pings wait behind it: when 1,000 heartbeat jobs all
+#: flipped new → up in the first second of the `pings` bench, 200 per transaction set
+#: the ping p99 (69–73 ms, max 166–228 ms); 50 gave p99 35.8 ms, max 69.5 ms. More
+#: transactions for a burst of deadlines: `alerts` (1,000 jobs down at once) stayed
+#: within its target (p99 1,886 ms).
+MONITOR_BATCH = 50
+
+
 class Monitor:
     def __init__(
         self,
         ctx: Context,
         *,
-        batch: int = 200,
+        batch: int = MONITOR_BATCH,
         max_sleep: float = 0.5,
         tick_every: float | None = None,
     ) -> None:

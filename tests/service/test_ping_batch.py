@@ -1,5 +1,5 @@
 """A batch of pings builds its rows in the form the store takes them in: on SQLite already
-as SQLite stores them (`SQLITE_FORM`), elsewhere as Python values that the statements
+as SQLite stores them (`SQLITE_VALUES`), elsewhere as Python values that the statements
 convert. Both forms of one batch give SQLite the very same parameters, and the batch
 decides the same either way.
 
@@ -31,7 +31,7 @@ from cronkeeper.service.context import Context
 from cronkeeper.service.ping_batch import PingBatch
 from cronkeeper.service.projects import ensure_project
 from cronkeeper.store import pings as ping_store
-from cronkeeper.store.bulk import PYTHON_VALUES, ValueForm
+from cronkeeper.store.bulk import PYTHON_VALUES, SQLITE_VALUES, ValueForm
 from cronkeeper.testing import FakeClock
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
@@ -88,7 +88,7 @@ def test_both_forms_of_a_batch_give_sqlite_the_same_parameters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     python_results, python_rows = decided(PYTHON_VALUES, monkeypatch)
-    sqlite_results, sqlite_rows = decided(ping_store.SQLITE_FORM, monkeypatch)
+    sqlite_results, sqlite_rows = decided(SQLITE_VALUES, monkeypatch)
 
     assert sqlite_results == python_results
     stored = ping_store.sqlite_parameters(sqlite_rows)

@@ -302,9 +302,10 @@ async def _plan_sends(
 ) -> dict[uuid.UUID, SendPlan]:
     """The plan of each enabled channel, from its send log read under its lock."""
     limited = [key for key, items in groups.items() if items[0][1].disabled_reason is None]
+    start = window.start(now)
     await channel_sends.lock_channels(conn, limited)
-    await channel_sends.forget_sends(conn, limited, window.start(now))
-    sent = await channel_sends.recent_sends(conn, limited, window.start(now))
+    await channel_sends.forget_sends(conn, limited, start)
+    sent = await channel_sends.recent_sends(conn, limited, start)
     return {key: window.plan(sent.get(key, []), len(groups[key]), now) for key in limited}
 
 

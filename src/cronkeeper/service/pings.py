@@ -35,7 +35,7 @@ from cronkeeper.store import claims
 from cronkeeper.store import jobs as job_store
 from cronkeeper.store import monitor as monitor_store
 from cronkeeper.store import pings as ping_store
-from cronkeeper.store.bulk import ValueForm
+from cronkeeper.store.bulk import SQLITE_VALUES, ValueForm
 from cronkeeper.store.engine import Connection
 from cronkeeper.store.writer import thread_form
 
@@ -139,7 +139,7 @@ def _write_pings_on_thread(
             return None
         resolved.append(known)
     latest = ping_store.sqlite_latest_runs(db, _log_jobs(requests, resolved))
-    results, rows = _decide(requests, resolved, targets.found, latest, ping_store.SQLITE_FORM)
+    results, rows = _decide(requests, resolved, targets.found, latest, SQLITE_VALUES)
     ping_store.sqlite_write_batch(db, rows)
     return results
 

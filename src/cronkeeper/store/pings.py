@@ -99,14 +99,10 @@ class BatchRows:
     deadlines: list[tuple[Any, ...]]  # (job id, look at it by then at the latest)
 
 
-#: The form of a batch's rows on SQLite: values as SQLite stores them, written as they are.
-SQLITE_FORM = SQLITE_VALUES
-
-
 def value_form(conn: AsyncConnection) -> ValueForm:
     """The form `write_batch` takes a batch's values in on this connection: as SQLite
     stores them on SQLite, Python values (converted by the statements) elsewhere."""
-    return SQLITE_FORM if conn.dialect.name == "sqlite" else PYTHON_VALUES
+    return SQLITE_VALUES if conn.dialect.name == "sqlite" else PYTHON_VALUES
 
 
 async def lock_targets(
@@ -153,7 +149,7 @@ def sqlite_write_batch(db: sqlite3.Connection, rows: BatchRows) -> None:
 
 
 def sqlite_parameters(rows: BatchRows) -> list[tuple[str, Sequence[Sequence[Any]]]]:
-    """Each statement of a batch on SQLite with its parameters: rows in `SQLITE_FORM` go
+    """Each statement of a batch on SQLite with its parameters: rows in `SQLITE_VALUES` go
     as they are, rows of Python values are converted (to the very same parameters)."""
     if rows.form.stored:
         return [statement.arranged(_SQLITE, r) for statement, r in _work(rows) if r]

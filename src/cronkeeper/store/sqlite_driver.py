@@ -312,10 +312,8 @@ def transaction(
     """On `connection`'s own thread: wait for `lock`, `begin`, `function(connection,
     *args)`, COMMIT (or ROLLBACK and raise), then `after(connection)`, whose sqlite3 error
     is only logged; then give `lock` back."""
-    if lock is not None:
-        lock.acquire()
+    _begin(begin, lock)(connection)  # gives the turn back itself if BEGIN fails
     try:
-        connection.execute(begin).close()
         try:
             result = function(connection, *args)
             connection.commit()

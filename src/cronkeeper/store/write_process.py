@@ -304,7 +304,7 @@ def _merge(works: list[FormWork]) -> tuple[FormWork, list[list[tuple[int, int, i
         for form, items in work:
             if merged and merged[-1][0] is form:
                 offset = len(merged[-1][1])
-                merged[-1] = (form, [*merged[-1][1], *items])
+                merged[-1][1].extend(items)  # our own list (made below)
             else:
                 offset = 0
                 merged.append((form, list(items)))

@@ -176,8 +176,8 @@ class GroupWriter:
 
     async def _run(self) -> None:
         """Take what is queued as the next batch whenever fewer than `in_flight()` batches
-        are being written (1: one after another; 2 with the writer process, which then
-        has the next batch at hand when it commits one, and writes them in order)."""
+        are being written (1: one after another; several with the writer process, which
+        writes them in the order sent: engine.py `BATCHES_TO_WRITE_PROCESS`)."""
         writing: set[asyncio.Task[None]] = set()
         while True:
             while self._queue and len(writing) < self._in_flight():
